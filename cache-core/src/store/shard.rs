@@ -1,0 +1,485 @@
+//! The store of one shard: slab memory plus CAS counter, flush state, floors and statistics. The
+//! per-command methods live in `ops.rs` and `meta_ops.rs`; this file holds what they share.
+
+use super::{
+    item::{self, Header, ITEM_EXT_VERSION, ITEM_FLOOR, ITEM_HOT, ITEM_REF, ITEM_TOMBSTONE},
+    slabs::{AllocError, ItemId, Removal, SlabConfig, SlabError, Slabs},
+    Stats,
+};
+use crate::{bucket::khash, version::FloorFilter};
+
+/// Settings of one store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub page_size: usize,
+    pub min_chunk: usize,
+    pub growth_factor: f64,
+    /// Initial index capacity (entries).
+    pub index_capacity: usize,
+    /// Largest item (header + key + value), memcached's `-I`.
+    pub item_max: usize,
+    /// CAS values are `cas_offset + n * cas_stride` for n = 1, 2, ...: shards of one node use
+    /// distinct offsets so a CAS is unique node-wide. (0, 1) counts like memcached.
+    pub cas_offset: u64,
+    pub cas_stride: u64,
+    /// How long a tombstone keeps a key's version floor (see [`crate::version`]).
+    pub tombstone_secs: u32,
+    /// Slots of the floor filter.
+    pub floor_slots: usize,
+    /// Lease period for mcrouter's `lease-get` (meta `N` carries its own).
+    pub lease_secs: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            page_size: 1 << 20,
+            min_chunk: 32,
+            growth_factor: 1.08,
+            index_capacity: 1024,
+            item_max: 1 << 20,
+            cas_offset: 0,
+            cas_stride: 1,
+            tombstone_secs: 10,
+            floor_slots: 4096,
+            lease_secs: 10,
+        }
+    }
+}
+
+/// A key and its kcache hash, computed once per request.
+#[derive(Debug, Clone, Copy)]
+pub struct Key<'a> {
+    pub bytes: &'a [u8],
+    pub hash: u64,
+}
+
+impl<'a> Key<'a> {
+    pub fn new(bytes: &'a [u8]) -> Key<'a> {
+        Key { bytes, hash: khash(bytes) }
+    }
+}
+
+/// What a new item gets besides its key and value.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Meta {
+    pub flags: u32,
+    pub exptime: u32,
+    /// `Some` for an external version (`E`), else the counter supplies the CAS.
+    pub version: Option<u64>,
+    pub iflag: u16,
+    /// Floor to carry in the trailer (0 = none).
+    pub floor: u64,
+}
+
+/// One store per shard. Not thread-safe by design: a shard thread owns it.
+#[derive(Debug)]
+pub struct Store<B> {
+    pub(super) slabs: Slabs<B>,
+    pub(super) cfg: StoreConfig,
+    cas_seq: u64,
+    gen: u8,
+    flushes_since_sweep: u8,
+    oldest_live: u32,
+    pub(super) floors: FloorFilter,
+    pub(super) stats: Stats,
+    pub(super) scratch: Vec<u8>,
+    removal_scratch: Vec<u8>,
+    hot_log: Vec<u8>,
+    removal_log: Option<Vec<(Removal, Vec<u8>)>>,
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
+    /// A store over `mem` (the caller pins it; see `cache-user`).
+    pub fn new(mem: B, cfg: StoreConfig) -> Result<Store<B>, SlabError> {
+        let slabs = Slabs::new(
+            mem,
+            SlabConfig {
+                page_size: cfg.page_size.max(cfg.item_max),
+                min_chunk: cfg.min_chunk,
+                growth_factor: cfg.growth_factor,
+                index_capacity: cfg.index_capacity,
+            },
+        )?;
+        Ok(Store {
+            slabs,
+            floors: FloorFilter::new(cfg.floor_slots),
+            cfg,
+            cas_seq: 0,
+            gen: 0,
+            flushes_since_sweep: 0,
+            oldest_live: 0,
+            stats: Stats::default(),
+            scratch: Vec::new(),
+            removal_scratch: Vec::new(),
+            hot_log: Vec::new(),
+            removal_log: None,
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        s.curr_items = self.slabs.len() as u64 - s.tombstones;
+        s
+    }
+
+    pub fn slabs(&self) -> &Slabs<B> {
+        &self.slabs
+    }
+
+    /// Moves a page between classes (memcached's `slabs reassign`).
+    pub fn reassign(&mut self, src: u8, dst: u8, now: u32) -> Result<(), &'static str> {
+        let mut removed = std::mem::take(&mut self.removal_scratch);
+        removed.clear();
+        let r = self.slabs.reassign(src, dst, &mut |why, chunk| {
+            Self::log_removal(&mut removed, why, chunk);
+        });
+        self.absorb_removals(&removed, now);
+        self.removal_scratch = removed;
+        r
+    }
+
+    /// One automatic page-balancing step; call about once a second.
+    pub fn rebalance(&mut self, now: u32) -> Option<(u8, u8)> {
+        let mut removed = std::mem::take(&mut self.removal_scratch);
+        removed.clear();
+        let r = self.slabs.rebalance(&mut |why, chunk| Self::log_removal(&mut removed, why, chunk));
+        self.absorb_removals(&removed, now);
+        self.removal_scratch = removed;
+        r
+    }
+
+    /// Starts recording every key that leaves memory without a client asking (tests, tracing).
+    pub fn record_removals(&mut self) {
+        self.removal_log = Some(Vec::new());
+    }
+
+    /// Takes the recorded removals.
+    pub fn take_removals(&mut self) -> Vec<(Removal, Vec<u8>)> {
+        self.removal_log.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Marks `key` as copied into the XDP HOT map; from now on every change to it is reported
+    /// through [`Store::drain_hot_invalidations`] before the change's reply is produced.
+    pub fn mark_hot(&mut self, key: Key<'_>, now: u32) -> bool {
+        let Some(id) = self.find_live(key, now) else { return false };
+        let chunk = self.slabs.chunk_mut(id);
+        let f = item::read_iflag(chunk);
+        item::write_iflag(chunk, f | ITEM_HOT);
+        true
+    }
+
+    /// Hands every key whose HOT copy must be dropped to `f`, oldest first, and forgets them.
+    pub fn drain_hot_invalidations(&mut self, mut f: impl FnMut(&[u8])) {
+        let mut at = 0;
+        while at < self.hot_log.len() {
+            let n = self.hot_log[at] as usize;
+            f(&self.hot_log[at + 1..at + 1 + n]);
+            at += 1 + n;
+        }
+        self.hot_log.clear();
+    }
+
+    pub(super) fn next_cas(&mut self) -> u64 {
+        self.cas_seq += 1;
+        self.cfg.cas_offset.wrapping_add(self.cas_seq.wrapping_mul(self.cfg.cas_stride))
+    }
+
+    /// Notes that the item in `chunk` is about to change or vanish.
+    pub(super) fn touched(hot_log: &mut Vec<u8>, chunk: &[u8]) {
+        if item::read_iflag(chunk) & ITEM_HOT != 0 {
+            let k = item::key(chunk);
+            hot_log.push(k.len() as u8);
+            hot_log.extend_from_slice(k);
+        }
+    }
+
+    pub(super) fn note_change(&mut self, id: ItemId) {
+        Self::touched(&mut self.hot_log, self.slabs.chunk(id));
+    }
+
+    fn is_dead(h: &Header, now: u32, gen: u8, oldest_live: u32) -> bool {
+        (h.exptime != 0 && h.exptime <= now)
+            || h.gen != gen
+            || (oldest_live != 0 && oldest_live <= now && h.atime <= oldest_live)
+    }
+
+    /// The linked item for `key` (tombstones included), after lazily removing it if it expired
+    /// or was flushed.
+    pub(super) fn find_live(&mut self, key: Key<'_>, now: u32) -> Option<ItemId> {
+        let id = self.slabs.find(key.bytes, key.hash)?;
+        let h = Header::read(self.slabs.chunk(id));
+        if Self::is_dead(&h, now, self.gen, self.oldest_live) {
+            if h.has(ITEM_TOMBSTONE) {
+                self.stats.tombstones -= 1;
+                // Flushed before its window ended: the floor still holds (see crate::version).
+                if h.exptime > now {
+                    self.floors.record(key.hash, h.cas, h.exptime, now);
+                }
+            } else if h.exptime != 0 && h.exptime <= now {
+                self.stats.get_expired += 1;
+            } else {
+                self.stats.get_flushed += 1;
+            }
+            self.remove(id, key.hash, now);
+            return None;
+        }
+        Some(id)
+    }
+
+    /// The floor in force for `key`: from its item (or tombstone), else from the filter.
+    pub(super) fn floor_of(&self, id: Option<ItemId>, key: Key<'_>, now: u32) -> u64 {
+        match id {
+            Some(id) => item_floor(self.slabs.chunk(id)),
+            None => self.floors.floor(key.hash, now),
+        }
+    }
+
+    /// Unlinks and frees a linked item, keeping its floor and reporting a HOT copy.
+    pub(super) fn remove(&mut self, id: ItemId, hash: u64, now: u32) {
+        let chunk = self.slabs.chunk(id);
+        Self::touched(&mut self.hot_log, chunk);
+        let floor = item_floor(chunk);
+        let h = Header::read(chunk);
+        if floor > 0 && !h.has(ITEM_TOMBSTONE) {
+            self.floors.record(hash, floor, now + self.cfg.tombstone_secs, now);
+        }
+        if !h.has(ITEM_TOMBSTONE) {
+            self.stats.bytes -= h.total_len() as u64;
+        }
+        self.slabs.unlink(id, hash);
+    }
+
+    /// Allocates a chunk for `len` bytes, evicting as needed; removals update floors, stats
+    /// and the HOT log.
+    pub(super) fn alloc(&mut self, len: usize, now: u32) -> Result<ItemId, AllocError> {
+        let (gen, oldest) = (self.gen, self.oldest_live);
+        let mut removed = std::mem::take(&mut self.removal_scratch);
+        removed.clear();
+        let dead = |h: &Header| Self::is_dead(h, now, gen, oldest);
+        let r = self.slabs.alloc(len, &dead, &mut |why, chunk| {
+            Self::log_removal(&mut removed, why, chunk);
+        });
+        self.absorb_removals(&removed, now);
+        self.removal_scratch = removed;
+        r
+    }
+
+    /// Serializes a removed item's essentials: why, header, key (the bytes die right after).
+    fn log_removal(out: &mut Vec<u8>, why: Removal, chunk: &[u8]) {
+        out.push(match why {
+            Removal::Evicted => 0,
+            Removal::Reclaimed => 1,
+            Removal::PageMoved => 2,
+        });
+        let floor = item_floor(chunk);
+        out.extend_from_slice(&floor.to_le_bytes());
+        out.extend_from_slice(&chunk[..item::HEADER_LEN]);
+        out.extend_from_slice(item::key(chunk));
+    }
+
+    fn absorb_removals(&mut self, log: &[u8], now: u32) {
+        let mut at = 0;
+        while at < log.len() {
+            let why = match log[at] {
+                0 => Removal::Evicted,
+                1 => Removal::Reclaimed,
+                _ => Removal::PageMoved,
+            };
+            let mut f = [0u8; 8];
+            f.copy_from_slice(&log[at + 1..at + 9]);
+            let floor = u64::from_le_bytes(f);
+            let hdr = &log[at + 9..at + 9 + item::HEADER_LEN];
+            let h = Header::read(hdr);
+            let kstart = at + 9 + item::HEADER_LEN;
+            let key = &log[kstart..kstart + h.klen as usize];
+            at = kstart + h.klen as usize;
+            let hash = khash(key);
+            if h.has(ITEM_HOT) {
+                self.hot_log.push(key.len() as u8);
+                self.hot_log.extend_from_slice(key);
+            }
+            if floor > 0 {
+                self.floors.record(hash, floor, now + self.cfg.tombstone_secs, now);
+            }
+            if h.has(ITEM_TOMBSTONE) {
+                self.stats.tombstones -= 1;
+            } else {
+                self.stats.bytes -= h.total_len() as u64;
+                match why {
+                    Removal::Evicted => {
+                        self.stats.evictions += 1;
+                        if !h.has(item::ITEM_FETCHED) {
+                            self.stats.evicted_unfetched += 1;
+                        }
+                    }
+                    Removal::Reclaimed => self.stats.reclaimed += 1,
+                    Removal::PageMoved => self.stats.slab_reassign_evictions += 1,
+                }
+            }
+            if let Some(log) = self.removal_log.as_mut() {
+                if !h.has(ITEM_TOMBSTONE) {
+                    log.push((why, key.to_vec()));
+                }
+            }
+        }
+    }
+
+    /// Writes a new item for `key` and links it in place of whatever the key has now.
+    /// `value` is `head` followed by `tail`.
+    pub(super) fn put(
+        &mut self,
+        key: Key<'_>,
+        head: &[u8],
+        tail: &[u8],
+        m: Meta,
+        now: u32,
+    ) -> Result<ItemId, AllocError> {
+        let vlen = head.len() + tail.len();
+        let floor_trailer = m.floor > m.version.unwrap_or(0);
+        let len = item::item_len(key.bytes.len(), vlen, floor_trailer);
+        let id = self.alloc(len, now)?;
+        let cas = match m.version {
+            Some(v) => v,
+            None => self.next_cas(),
+        };
+        let mut iflag = m.iflag & !(ITEM_FLOOR | ITEM_EXT_VERSION | ITEM_HOT);
+        if m.version.is_some() {
+            iflag |= ITEM_EXT_VERSION;
+        }
+        if floor_trailer {
+            iflag |= ITEM_FLOOR;
+        }
+        let h = Header {
+            cas,
+            exptime: m.exptime,
+            atime: now,
+            flags: m.flags,
+            vlen: vlen as u32,
+            klen: key.bytes.len() as u8,
+            iflag,
+            gen: self.gen,
+        };
+        let chunk = self.slabs.chunk_mut(id);
+        h.write(chunk);
+        let k = item::HEADER_LEN;
+        chunk[k..k + key.bytes.len()].copy_from_slice(key.bytes);
+        let v = k + key.bytes.len();
+        chunk[v..v + head.len()].copy_from_slice(head);
+        chunk[v + head.len()..v + vlen].copy_from_slice(tail);
+        if floor_trailer {
+            item::write_floor(chunk, m.floor);
+        }
+        self.link_new(key, id, iflag & ITEM_TOMBSTONE != 0, h.total_len(), now);
+        Ok(id)
+    }
+
+    fn link_new(&mut self, key: Key<'_>, id: ItemId, tombstone: bool, len: usize, now: u32) {
+        match self.slabs.find(key.bytes, key.hash) {
+            Some(old) => {
+                let oc = self.slabs.chunk(old);
+                Self::touched(&mut self.hot_log, oc);
+                let oh = Header::read(oc);
+                if oh.has(ITEM_TOMBSTONE) {
+                    self.stats.tombstones -= 1;
+                } else {
+                    self.stats.bytes -= oh.total_len() as u64;
+                }
+                self.slabs.replace(old, id, key.hash);
+            }
+            None => self.slabs.link(id, key.hash),
+        }
+        if tombstone {
+            self.stats.tombstones += 1;
+        } else {
+            self.stats.bytes += len as u64;
+            self.stats.total_items += 1;
+        }
+        let _ = now;
+    }
+
+    /// Leaves a tombstone holding `floor` for the tombstone window, replacing the key's item.
+    /// Without memory for it the floor goes to the filter instead (still safe).
+    pub(super) fn tombstone(&mut self, key: Key<'_>, floor: u64, now: u32) {
+        let m = Meta {
+            exptime: now + self.cfg.tombstone_secs,
+            version: Some(floor),
+            iflag: ITEM_TOMBSTONE,
+            ..Meta::default()
+        };
+        if self.put(key, &[], &[], m, now).is_err() {
+            if let Some(id) = self.slabs.find(key.bytes, key.hash) {
+                self.remove(id, key.hash, now);
+            }
+            self.floors.record(key.hash, floor, now + self.cfg.tombstone_secs, now);
+        }
+    }
+
+    /// Records an access: the CLOCK reference bit, fetched mark and last-access time. Writes
+    /// only what changed, so a hot item's header line is not dirtied on every read.
+    pub(super) fn bump(&mut self, id: ItemId, now: u32) {
+        let chunk = self.slabs.chunk_mut(id);
+        let f = item::read_iflag(chunk);
+        let want = f | ITEM_REF | item::ITEM_FETCHED;
+        if want != f {
+            item::write_iflag(chunk, want);
+        }
+        let h_atime = u32::from_le_bytes([chunk[12], chunk[13], chunk[14], chunk[15]]);
+        if h_atime != now {
+            item::write_atime(chunk, now);
+        }
+    }
+
+    /// `flush_all [delay]` with memcached's arithmetic (`realtime(delay) - 1`).
+    pub(super) fn flush(&mut self, oldest_live: u32, now: u32) {
+        self.oldest_live = oldest_live;
+        if oldest_live <= now {
+            // Immediate: a new generation kills every older item without touching it; memcached
+            // also spends a CAS id here, which keeps CAS sequences identical.
+            self.next_cas();
+            self.gen = self.gen.wrapping_add(1);
+            self.flushes_since_sweep += 1;
+            if self.flushes_since_sweep >= 128 {
+                self.sweep_generations(now);
+            }
+        }
+    }
+
+    /// Removes every item of an older generation so the 8-bit generation can wrap safely.
+    fn sweep_generations(&mut self, now: u32) {
+        let mut stale: Vec<(ItemId, u64)> = Vec::new();
+        let gen = self.gen;
+        self.slabs.for_each(&mut |id, chunk| {
+            if Header::read(chunk).gen != gen {
+                stale.push((id, khash(item::key(chunk))));
+            }
+        });
+        for (id, hash) in stale {
+            if item::read_iflag(self.slabs.chunk(id)) & ITEM_TOMBSTONE != 0 {
+                self.stats.tombstones -= 1;
+            }
+            self.remove_quiet(id, hash, now);
+        }
+        self.flushes_since_sweep = 0;
+    }
+
+    fn remove_quiet(&mut self, id: ItemId, hash: u64, now: u32) {
+        let tomb = item::read_iflag(self.slabs.chunk(id)) & ITEM_TOMBSTONE != 0;
+        if tomb {
+            self.slabs.unlink(id, hash);
+        } else {
+            self.remove(id, hash, now);
+        }
+    }
+}
+
+/// The floor an item carries: its external version and/or its trailer.
+pub(super) fn item_floor(chunk: &[u8]) -> u64 {
+    let h = Header::read(chunk);
+    let own = if h.has(ITEM_EXT_VERSION) { h.cas } else { 0 };
+    own.max(item::floor(chunk).unwrap_or(0))
+}
