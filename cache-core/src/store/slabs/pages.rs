@@ -115,7 +115,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Slabs<B> {
         let dropped_free = self.drop_free_range(src, lo, lo + self.page_words);
         let c = &mut self.classes[src];
         let page = c.pages.remove(slot);
-        c.used = c.used.saturating_sub(u64::from(limit).saturating_sub(dropped_free));
+        c.used = c
+            .used
+            .saturating_sub(u64::from(limit).saturating_sub(dropped_free));
         c.moved_out += 1;
         if slot == c.pages.len() {
             // The bump page left; every page still owned was handed out in full.
