@@ -12,9 +12,21 @@
 //! ```
 //!
 //! All arithmetic wraps. The same `h` keys the store's index, so a request hashes its key once.
+//!
+//! Which node owns each bucket is a [`BucketMap`] with an epoch; a server asked for a key whose
+//! bucket it does not own answers with a [`Refusal`].
+
+mod map;
+mod refusal;
+mod text;
+
+pub use map::{BucketError, BucketMap, NodeId};
+pub use refusal::Refusal;
 
 /// Number of virtual buckets.
 pub const VBUCKETS: u16 = 16384;
+
+const _: () = assert!(VBUCKETS as u32 == crate::abi::VBUCKETS);
 
 const SEED: u64 = 0x243F_6A88_85A3_08D3;
 const P: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -71,6 +83,31 @@ mod tests {
         let a = khash(b"user:1234:profile");
         assert_eq!(a, khash(b"user:1234:profile"));
         assert_ne!(a, khash(b"user:1234:profilf"));
+    }
+
+    #[test]
+    fn hash_vectors() {
+        // Test vectors for other implementations (XDP, smart clients). They were checked against
+        // an independent implementation of the module docs' pseudo-code, not only against this one.
+        let long = [b'k'; 250];
+        let cases: [(&[u8], u64, u16); 7] = [
+            // Empty key: only the length mix and the finalizer.
+            (b"", 0x7acd_bb98_b134_4213, 7859),
+            // One partial chunk.
+            (b"a", 0x27a0_2e16_8da2_1aa0, 2536),
+            (b"foo", 0xbe5c_e6e0_e000_0a58, 12183),
+            // Exactly one full chunk, then one full chunk and one byte.
+            (b"12345678", 0xec35_be10_93e1_75b0, 15117),
+            (b"123456789", 0xa9c1_3dad_5787_f4ac, 10864),
+            // A typical key.
+            (b"user:1234:profile", 0xf81f_63c7_7897_1f0d, 15879),
+            // The longest memcached key.
+            (&long, 0x0abf_9081_fc67_f37a, 687),
+        ];
+        for (key, hash, vb) in cases {
+            assert_eq!(khash(key), hash, "{}", String::from_utf8_lossy(key));
+            assert_eq!(vbucket(key), vb, "{}", String::from_utf8_lossy(key));
+        }
     }
 
     #[test]
