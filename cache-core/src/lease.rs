@@ -98,7 +98,11 @@ mod tests {
         for &(f, created, exp, r, want) in cases {
             let mut out = Vec::new();
             write_flags(&mut out, decide(f, created, exp, r));
-            assert_eq!(String::from_utf8_lossy(&out), want, "flags {f:#x} created {created}");
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                want,
+                "flags {f:#x} created {created}"
+            );
         }
     }
 }

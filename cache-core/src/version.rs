@@ -49,7 +49,9 @@ struct Slot {
 impl FloorFilter {
     /// A filter of `slots` entries (rounded up to a power of two, at least 1).
     pub fn new(slots: usize) -> FloorFilter {
-        FloorFilter { slots: vec![Slot::default(); slots.max(1).next_power_of_two()] }
+        FloorFilter {
+            slots: vec![Slot::default(); slots.max(1).next_power_of_two()],
+        }
     }
 
     fn slot(&self, hash: u64) -> usize {

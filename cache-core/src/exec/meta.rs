@@ -85,7 +85,12 @@ pub(super) fn get<B: AsRef<[u8]> + AsMut<[u8]>>(
     }
 }
 
-fn echo_opaque_and_key(out: &mut Vec<u8>, f: &crate::protocol::MetaFlags<'_>, key: &[u8], bin: bool) {
+fn echo_opaque_and_key(
+    out: &mut Vec<u8>,
+    f: &crate::protocol::MetaFlags<'_>,
+    key: &[u8],
+    bin: bool,
+) {
     for tok in f.tokens() {
         match tok[0] {
             b'O' => {
@@ -151,7 +156,9 @@ pub(super) fn set<B: AsRef<[u8]> + AsMut<[u8]>>(
             b'k' => write_key(out, key.bytes, f.has(b'b')),
             b'c' => meta_num(out, b'c', cas),
             b's' if outcome == StoreOutcome::Stored => {
-                let size = store.peek(key, now).map_or(0, |id| store.item(id).value.len());
+                let size = store
+                    .peek(key, now)
+                    .map_or(0, |id| store.item(id).value.len());
                 meta_num(out, b's', size);
             }
             _ => {}
@@ -212,7 +219,11 @@ pub(super) fn arith<B: AsRef<[u8]> + AsMut<[u8]>>(
         ArithOutcome::NonNumeric => return ErrorReply::Client(NON_NUMERIC).write(out),
         ArithOutcome::NoMemory => return ErrorReply::Server("out of memory").write(out),
         ArithOutcome::NotFound | ArithOutcome::Exists => {
-            out.extend_from_slice(if r == ArithOutcome::Exists { b"EX" } else { b"NF" });
+            out.extend_from_slice(if r == ArithOutcome::Exists {
+                b"EX"
+            } else {
+                b"NF"
+            });
             echo_opaque_and_key(out, f, key, f.has(b'b'));
             out.extend_from_slice(encode::CRLF);
             return;
@@ -289,8 +300,16 @@ pub(super) fn debug<B: AsRef<[u8]> + AsMut<[u8]>>(
     } else {
         out.extend_from_slice(it.key);
     }
-    let exp: i64 = if h.exptime == 0 { -1 } else { i64::from(now) - i64::from(h.exptime) };
-    let fetched = if h.has(crate::store::item::ITEM_FETCHED) { "yes" } else { "no" };
+    let exp: i64 = if h.exptime == 0 {
+        -1
+    } else {
+        i64::from(now) - i64::from(h.exptime)
+    };
+    let fetched = if h.has(crate::store::item::ITEM_FETCHED) {
+        "yes"
+    } else {
+        "no"
+    };
     let line = format!(
         " exp={exp} la={} cas={} fetch={fetched} cls={cls} size={}\r\n",
         now.wrapping_sub(h.atime),

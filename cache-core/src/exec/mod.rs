@@ -7,7 +7,7 @@
 mod meta;
 mod session;
 
-pub use session::{Fed, Session};
+pub use session::{Fed, Session, StatsFn};
 
 use base64::Engine as _;
 
@@ -91,13 +91,21 @@ pub fn execute<B: AsRef<[u8]> + AsMut<[u8]>>(
         Request::Delete(d) => {
             let hit = store.delete(Key::new(d.key), now);
             if !d.noreply {
-                out.extend_from_slice(if hit { encode::DELETED } else { encode::NOT_FOUND });
+                out.extend_from_slice(if hit {
+                    encode::DELETED
+                } else {
+                    encode::NOT_FOUND
+                });
             }
         }
         Request::Touch(t) => {
             let hit = store.touch(Key::new(t.key), t.exptime, now);
             if !t.noreply {
-                out.extend_from_slice(if hit { encode::TOUCHED } else { encode::NOT_FOUND });
+                out.extend_from_slice(if hit {
+                    encode::TOUCHED
+                } else {
+                    encode::NOT_FOUND
+                });
             }
         }
         Request::FlushAll { delay, noreply } => {
@@ -144,7 +152,11 @@ pub fn execute<B: AsRef<[u8]> + AsMut<[u8]>>(
                 store_reply(r, out);
             }
         }
-        Request::TooLarge { key, drop_existing, reply } => {
+        Request::TooLarge {
+            key,
+            drop_existing,
+            reply,
+        } => {
             store.note_too_large();
             if *drop_existing {
                 store.drop_key(Key::new(key), now);
@@ -180,7 +192,13 @@ pub fn get_key<B: AsRef<[u8]> + AsMut<[u8]>>(
 ) {
     if let Some(id) = store.get(Key::new(key), g.touch, now) {
         let it = store.item(id);
-        encode::value(out, it.key, it.header.flags, it.value, g.cas.then_some(it.header.cas));
+        encode::value(
+            out,
+            it.key,
+            it.header.flags,
+            it.value,
+            g.cas.then_some(it.header.cas),
+        );
     }
 }
 
@@ -216,12 +234,21 @@ pub fn lease_key<B: AsRef<[u8]> + AsMut<[u8]>>(
 }
 
 /// memcached's `slabs` replies; class ids on the wire are 1-based, `-1` means any source.
-fn slabs<B: AsRef<[u8]> + AsMut<[u8]>>(store: &mut Store<B>, s: Slabs, now: u32, out: &mut Vec<u8>) {
+fn slabs<B: AsRef<[u8]> + AsMut<[u8]>>(
+    store: &mut Store<B>,
+    s: Slabs,
+    now: u32,
+    out: &mut Vec<u8>,
+) {
     match s {
         Slabs::Automove(_) => out.extend_from_slice(encode::OK),
         Slabs::Reassign { src, dst } => {
             let classes = store.slabs().class_sizes().len() as i32;
-            let src = if src == -1 { largest_class(store) } else { src - 1 };
+            let src = if src == -1 {
+                largest_class(store)
+            } else {
+                src - 1
+            };
             let dst = dst - 1;
             let reply: &[u8] = if src == dst {
                 b"SAME src and dst class are identical\r\n"
@@ -239,7 +266,11 @@ fn slabs<B: AsRef<[u8]> + AsMut<[u8]>>(store: &mut Store<B>, s: Slabs, now: u32,
 
 fn largest_class<B: AsRef<[u8]> + AsMut<[u8]>>(store: &Store<B>) -> i32 {
     let stats = store.slabs().class_stats();
-    let best = stats.iter().enumerate().max_by_key(|(_, c)| c.pages).map(|(i, _)| i);
+    let best = stats
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, c)| c.pages)
+        .map(|(i, _)| i);
     best.map_or(-2, |i| i as i32)
 }
 

@@ -16,6 +16,9 @@ pub struct Fed {
     pub close: bool,
 }
 
+/// Answers `stats` (the server sees every shard and the process).
+pub type StatsFn<'f, B> = dyn FnMut(&Request<'_>, &Store<B>, &mut Vec<u8>) + 'f;
+
 /// Per-connection protocol state.
 #[derive(Debug, Default, Clone)]
 pub struct Session {
@@ -37,7 +40,7 @@ impl Session {
         input: &[u8],
         now: u32,
         out: &mut Vec<u8>,
-        stats: &mut dyn FnMut(&Request<'_>, &Store<B>, &mut Vec<u8>),
+        stats: &mut StatsFn<'_, B>,
     ) -> Fed {
         let mut at = 0;
         loop {
@@ -46,11 +49,17 @@ impl Session {
                 self.swallow -= n;
                 at += n;
                 if self.swallow > 0 {
-                    return Fed { consumed: at, close: false };
+                    return Fed {
+                        consumed: at,
+                        close: false,
+                    };
                 }
             }
             if at == input.len() {
-                return Fed { consumed: at, close: false };
+                return Fed {
+                    consumed: at,
+                    close: false,
+                };
             }
             match parser.parse(&input[at..]) {
                 Ok(p) => {
@@ -58,18 +67,31 @@ impl Session {
                     self.advance(&mut at, p.consumed, input.len());
                     match action {
                         Action::Done => {}
-                        Action::Close => return Fed { consumed: at, close: true },
+                        Action::Close => {
+                            return Fed {
+                                consumed: at,
+                                close: true,
+                            }
+                        }
                         Action::Stats => stats(&p.request, store, out),
                     }
                 }
-                Err(ParseError::Incomplete) => return Fed { consumed: at, close: false },
+                Err(ParseError::Incomplete) => {
+                    return Fed {
+                        consumed: at,
+                        close: false,
+                    }
+                }
                 Err(ParseError::Invalid(bad)) => {
                     if let Some(reply) = bad.reply {
                         reply.write(out);
                     }
                     self.advance(&mut at, bad.consumed, input.len());
                     if bad.close {
-                        return Fed { consumed: at, close: true };
+                        return Fed {
+                            consumed: at,
+                            close: true,
+                        };
                     }
                 }
             }

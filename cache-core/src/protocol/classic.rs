@@ -18,7 +18,12 @@ pub(super) fn dispatch<'a>(p: &Parser, line: Line<'a>) -> Result<Parsed<'a>, Par
     if t.is_empty() || cmd.len() < 2 {
         return fail(line.len, ErrorReply::Error, false);
     }
-    let done = |request| Ok(Parsed { request, consumed: line.len });
+    let done = |request| {
+        Ok(Parsed {
+            request,
+            consumed: line.len,
+        })
+    };
     if cmd.len() == 2 && cmd[0] == b'm' {
         return meta::dispatch(p, line, &t);
     }
@@ -38,7 +43,7 @@ pub(super) fn dispatch<'a>(p: &Parser, line: Line<'a>) -> Result<Parsed<'a>, Par
         b"delete" => delete(p, line, &t),
         b"touch" => touch(p, line, &t),
         b"flush_all" => flush_all(line, &t),
-        b"stats" => done(Request::Stats(t)),
+        b"stats" => done(Request::Stats(keys_text(line.text, &t, 1))),
         b"version" => done(Request::Version),
         b"quit" => done(Request::Quit),
         b"shutdown" => done(Request::Shutdown),
@@ -88,7 +93,11 @@ fn get<'a>(
         return fail(line.len, BAD_FORMAT, false);
     }
     Ok(Parsed {
-        request: Request::Get(Get { cas, touch: exptime, keys }),
+        request: Request::Get(Get {
+            cas,
+            touch: exptime,
+            keys,
+        }),
         consumed: line.len,
     })
 }
@@ -108,7 +117,11 @@ pub(super) fn keys_text<'a>(text: &'a [u8], t: &Tokens<'a>, first: usize) -> &'a
 }
 
 pub(super) fn invalid(consumed: usize, reply: ErrorReply) -> ParseError {
-    ParseError::Invalid(Invalid { reply: Some(reply), consumed, close: false })
+    ParseError::Invalid(Invalid {
+        reply: Some(reply),
+        consumed,
+        close: false,
+    })
 }
 
 fn storage<'a>(
@@ -139,7 +152,7 @@ fn storage<'a>(
             None => return fail(line.len, BAD_FORMAT, noreply),
         }
     }
-    if vlen < 0 || vlen > i32::MAX - 2 {
+    if !(0..=i32::MAX - 2).contains(&vlen) {
         return fail(line.len, BAD_FORMAT, noreply);
     }
     let vlen = vlen as usize;
@@ -155,7 +168,15 @@ fn storage<'a>(
     }
     match line.data(vlen) {
         Ok(value) => Ok(Parsed {
-            request: Request::Store(Store { cmd, key, flags, exptime, cas, value, noreply }),
+            request: Request::Store(Store {
+                cmd,
+                key,
+                flags,
+                exptime,
+                cas,
+                value,
+                noreply,
+            }),
             consumed: line.len + vlen + 2,
         }),
         Err(DataError::Incomplete) => Err(ParseError::Incomplete),
@@ -180,9 +201,21 @@ fn arith<'a>(
         return fail(line.len, BAD_FORMAT, noreply);
     }
     let Some(delta) = strtoull(t.get(2)) else {
-        return fail(line.len, ErrorReply::Client("invalid numeric delta argument"), noreply);
+        return fail(
+            line.len,
+            ErrorReply::Client("invalid numeric delta argument"),
+            noreply,
+        );
     };
-    Ok(Parsed { request: Request::Arith(Arith { incr, key, delta, noreply }), consumed: line.len })
+    Ok(Parsed {
+        request: Request::Arith(Arith {
+            incr,
+            key,
+            delta,
+            noreply,
+        }),
+        consumed: line.len,
+    })
 }
 
 fn delete<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, ParseError> {
@@ -205,7 +238,10 @@ fn delete<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, 
     if !p.key_ok(key) {
         return fail(line.len, BAD_FORMAT, noreply);
     }
-    Ok(Parsed { request: Request::Delete(Delete { key, noreply }), consumed: line.len })
+    Ok(Parsed {
+        request: Request::Delete(Delete { key, noreply }),
+        consumed: line.len,
+    })
 }
 
 fn touch<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, ParseError> {
@@ -220,7 +256,14 @@ fn touch<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, P
     let Some(exptime) = strtol(t.get(2)) else {
         return fail(line.len, BAD_EXPTIME, noreply);
     };
-    Ok(Parsed { request: Request::Touch(Touch { key, exptime, noreply }), consumed: line.len })
+    Ok(Parsed {
+        request: Request::Touch(Touch {
+            key,
+            exptime,
+            noreply,
+        }),
+        consumed: line.len,
+    })
 }
 
 fn flush_all<'a>(line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, ParseError> {
@@ -236,7 +279,10 @@ fn flush_all<'a>(line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, ParseErro
             None => return fail(line.len, BAD_EXPTIME, noreply),
         }
     }
-    Ok(Parsed { request: Request::FlushAll { delay, noreply }, consumed: line.len })
+    Ok(Parsed {
+        request: Request::FlushAll { delay, noreply },
+        consumed: line.len,
+    })
 }
 
 fn verbosity<'a>(line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, ParseError> {
@@ -247,11 +293,19 @@ fn verbosity<'a>(line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, ParseErro
     if strtoul(t.get(1)).is_none() {
         return fail(line.len, BAD_FORMAT, noreply);
     }
-    Ok(Parsed { request: Request::Verbosity { noreply }, consumed: line.len })
+    Ok(Parsed {
+        request: Request::Verbosity { noreply },
+        consumed: line.len,
+    })
 }
 
 fn slabs<'a>(line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, ParseError> {
-    let done = |s| Ok(Parsed { request: Request::Slabs(s), consumed: line.len });
+    let done = |s| {
+        Ok(Parsed {
+            request: Request::Slabs(s),
+            consumed: line.len,
+        })
+    };
     match (t.get(1), t.ntokens()) {
         (b"reassign", 5) => match (strtol(t.get(2)), strtol(t.get(3))) {
             (Some(src), Some(dst)) => done(Slabs::Reassign { src, dst }),

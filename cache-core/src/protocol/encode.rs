@@ -56,6 +56,7 @@ pub fn meta_num(out: &mut Vec<u8>, c: u8, n: impl itoa::Integer) {
 }
 
 #[cfg(test)]
+#[expect(clippy::type_complexity, reason = "table-driven test rows")]
 mod tests {
     use super::*;
 
@@ -66,7 +67,13 @@ mod tests {
             (b"a", 0, b"xyz", None, b"VALUE a 0 3\r\nxyz\r\n"),
             (b"a", 7, b"", Some(42), b"VALUE a 7 0 42\r\n\r\n"),
             // binary data is copied untouched
-            (b"k", u32::MAX, b"\r\n\0", None, b"VALUE k 4294967295 3\r\n\r\n\0\r\n"),
+            (
+                b"k",
+                u32::MAX,
+                b"\r\n\0",
+                None,
+                b"VALUE k 4294967295 3\r\n\r\n\0\r\n",
+            ),
         ];
         for &(k, f, d, c, want) in cases {
             let mut out = Vec::new();

@@ -18,7 +18,11 @@ use super::{
 
 const BAD_FORMAT: ErrorReply = ErrorReply::Client("bad command line format");
 
-pub(super) fn get<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, ParseError> {
+pub(super) fn get<'a>(
+    p: &Parser,
+    line: Line<'a>,
+    t: &Tokens<'a>,
+) -> Result<Parsed<'a>, ParseError> {
     if t.ntokens() < 3 {
         return fail(line.len, ErrorReply::Error, false);
     }
@@ -26,10 +30,17 @@ pub(super) fn get<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Pars
     if keys.iter().any(|k| !p.key_ok(k)) {
         return fail(line.len, BAD_FORMAT, false);
     }
-    Ok(Parsed { request: Request::LeaseGet(keys), consumed: line.len })
+    Ok(Parsed {
+        request: Request::LeaseGet(keys),
+        consumed: line.len,
+    })
 }
 
-pub(super) fn set<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, ParseError> {
+pub(super) fn set<'a>(
+    p: &Parser,
+    line: Line<'a>,
+    t: &Tokens<'a>,
+) -> Result<Parsed<'a>, ParseError> {
     if t.ntokens() != 7 && t.ntokens() != 8 {
         return fail(line.len, ErrorReply::Error, false);
     }
@@ -38,25 +49,39 @@ pub(super) fn set<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Pars
     if !p.key_ok(key) {
         return fail(line.len, BAD_FORMAT, noreply);
     }
-    let (Some(token), Some(flags), Some(exptime), Some(vlen)) =
-        (strtoull(t.get(2)), strtoul(t.get(3)), strtol(t.get(4)), strtol(t.get(5)))
-    else {
+    let (Some(token), Some(flags), Some(exptime), Some(vlen)) = (
+        strtoull(t.get(2)),
+        strtoul(t.get(3)),
+        strtol(t.get(4)),
+        strtol(t.get(5)),
+    ) else {
         return fail(line.len, BAD_FORMAT, noreply);
     };
-    if vlen < 0 || vlen > i32::MAX - 2 {
+    if !(0..=i32::MAX - 2).contains(&vlen) {
         return fail(line.len, BAD_FORMAT, noreply);
     }
     let vlen = vlen as usize;
     let consumed = line.len + vlen + 2;
     if !p.fits(key.len(), vlen) {
         return Ok(Parsed {
-            request: Request::TooLarge { key, drop_existing: false, reply: !noreply },
+            request: Request::TooLarge {
+                key,
+                drop_existing: false,
+                reply: !noreply,
+            },
             consumed,
         });
     }
     match line.data(vlen) {
         Ok(value) => Ok(Parsed {
-            request: Request::LeaseSet(LeaseSet { key, token, flags, exptime, value, noreply }),
+            request: Request::LeaseSet(LeaseSet {
+                key,
+                token,
+                flags,
+                exptime,
+                value,
+                noreply,
+            }),
             consumed,
         }),
         Err(DataError::Incomplete) => Err(ParseError::Incomplete),

@@ -105,7 +105,10 @@ pub(super) fn dispatch<'a>(
         b's' => set(p, line, t),
         b'd' => keyed(p, line, t, Cmd::Delete),
         b'a' => keyed(p, line, t, Cmd::Arith),
-        b'n' => Ok(Parsed { request: Request::MetaNoop, consumed: line.len }),
+        b'n' => Ok(Parsed {
+            request: Request::MetaNoop,
+            consumed: line.len,
+        }),
         b'e' => debug(p, line, t),
         _ => fail(line.len, ErrorReply::Error, false),
     }
@@ -140,14 +143,24 @@ fn keyed<'a>(
             return fail(line.len, ErrorReply::Client(why), false)
         }
         Err(_) => {
-            return fail(line.len, ErrorReply::Client("invalid or duplicate flag"), false)
+            return fail(
+                line.len,
+                ErrorReply::Client("invalid or duplicate flag"),
+                false,
+            )
         }
     };
     let mut flags = flags;
     if cmd == Cmd::Arith {
         match mode(cmd, flags.mode_char) {
             Some(m) => flags.mode = m,
-            None => return fail(line.len, ErrorReply::Client("invalid mode for ma M token"), false),
+            None => {
+                return fail(
+                    line.len,
+                    ErrorReply::Client("invalid mode for ma M token"),
+                    false,
+                )
+            }
         }
     }
     let m = Meta { key, flags };
@@ -156,7 +169,10 @@ fn keyed<'a>(
         Cmd::Delete => Request::MetaDelete(m),
         _ => Request::MetaArith(m),
     };
-    Ok(Parsed { request, consumed: line.len })
+    Ok(Parsed {
+        request,
+        consumed: line.len,
+    })
 }
 
 /// `ms <key> <datalen> <flags>*` and its data block.
@@ -169,10 +185,14 @@ fn set<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, Par
         return fail(line.len, BAD_FORMAT, false);
     }
     if t.ntokens() > MAX_META_TOKENS {
-        return fail(line.len, ErrorReply::Client("options flags too long"), false);
+        return fail(
+            line.len,
+            ErrorReply::Client("options flags too long"),
+            false,
+        );
     }
     let vlen = match strtol(t.get(2)) {
-        Some(v) if v >= 0 && v <= i32::MAX - 2 => v as usize,
+        Some(v) if (0..=i32::MAX - 2).contains(&v) => v as usize,
         _ => return fail(line.len, BAD_FORMAT, false),
     };
     // From here on every error swallows the data block, as memcached does.
@@ -184,11 +204,20 @@ fn set<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, Par
     };
     match mode(Cmd::Set, flags.mode_char) {
         Some(m) => flags.mode = m,
-        None => return Err(invalid(swallow, ErrorReply::Client("invalid mode for ms M token"))),
+        None => {
+            return Err(invalid(
+                swallow,
+                ErrorReply::Client("invalid mode for ms M token"),
+            ))
+        }
     }
     if !p.fits(key.len(), vlen) {
         return Ok(Parsed {
-            request: Request::TooLarge { key, drop_existing: true, reply: true },
+            request: Request::TooLarge {
+                key,
+                drop_existing: true,
+                reply: true,
+            },
             consumed: swallow,
         });
     }
@@ -212,7 +241,10 @@ fn debug<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, P
     if base64 && !base64_ok(key) {
         return fail(line.len, BAD_FORMAT, false);
     }
-    Ok(Parsed { request: Request::MetaDebug { key, base64 }, consumed: line.len })
+    Ok(Parsed {
+        request: Request::MetaDebug { key, base64 },
+        consumed: line.len,
+    })
 }
 
 fn base64_ok(key: &[u8]) -> bool {
@@ -222,7 +254,11 @@ fn base64_ok(key: &[u8]) -> bool {
 
 /// memcached's `_meta_flag_preparse`, returning the error text on failure.
 fn preparse<'a>(raw: &'a [u8], key: &[u8]) -> Result<MetaFlags<'a>, &'static str> {
-    let mut f = MetaFlags { raw, delta: 1, ..MetaFlags::default() };
+    let mut f = MetaFlags {
+        raw,
+        delta: 1,
+        ..MetaFlags::default()
+    };
     let mut error: Option<&'static str> = None;
     for tok in f.tokens() {
         let c = tok[0];

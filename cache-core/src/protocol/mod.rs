@@ -108,7 +108,11 @@ impl Parser {
         if end > 0 && buf[end - 1] == b'\r' {
             end -= 1;
         }
-        let line = Line { text: &buf[..end], len: nl + 1, buf };
+        let line = Line {
+            text: &buf[..end],
+            len: nl + 1,
+            buf,
+        };
         classic::dispatch(self, line)
     }
 
@@ -227,11 +231,16 @@ pub enum Request<'a> {
     Delete(Delete<'a>),
     Touch(Touch<'a>),
     /// `flush_all [delay] [noreply]`; `delay` <= 0 flushes now.
-    FlushAll { delay: i32, noreply: bool },
-    /// `stats [args...]`: the server answers (it sees every shard).
-    Stats(token::Tokens<'a>),
+    FlushAll {
+        delay: i32,
+        noreply: bool,
+    },
+    /// `stats [args...]`: the server answers (it sees every shard). Holds the arguments' text.
+    Stats(&'a [u8]),
     Version,
-    Verbosity { noreply: bool },
+    Verbosity {
+        noreply: bool,
+    },
     Quit,
     /// `shutdown`: refused as by a memcached started without `-A`.
     Shutdown,
@@ -243,12 +252,19 @@ pub enum Request<'a> {
     MetaArith(Meta<'a>),
     MetaNoop,
     /// `me <key> [b]`.
-    MetaDebug { key: &'a [u8], base64: bool },
+    MetaDebug {
+        key: &'a [u8],
+        base64: bool,
+    },
     LeaseGet(Keys<'a>),
     LeaseSet(LeaseSet<'a>),
     /// A storage command whose value can never fit; its data block is swallowed. memcached also
     /// drops the key's current item for plain `set` and for every `ms`, so no stale copy stays.
-    TooLarge { key: &'a [u8], drop_existing: bool, reply: bool },
+    TooLarge {
+        key: &'a [u8],
+        drop_existing: bool,
+        reply: bool,
+    },
 }
 
 /// `get`, `gets`, `gat`, `gats`.

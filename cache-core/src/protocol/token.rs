@@ -36,7 +36,11 @@ impl<'a> Tokens<'a> {
                 break;
             }
             if len == MAX_TOKENS {
-                return Tokens { toks, len, rest: &line[i..] };
+                return Tokens {
+                    toks,
+                    len,
+                    rest: &line[i..],
+                };
             }
             let start = i;
             while i < line.len() && line[i] != b' ' {
@@ -45,7 +49,11 @@ impl<'a> Tokens<'a> {
             toks[len] = &line[start..i];
             len += 1;
         }
-        Tokens { toks, len, rest: &[] }
+        Tokens {
+            toks,
+            len,
+            rest: &[],
+        }
     }
 
     /// memcached's `ntokens`: the tokens plus its terminal token.
@@ -106,7 +114,10 @@ fn digits(s: &[u8]) -> Option<(bool, u64, usize, bool)> {
     let mut v: u64 = 0;
     let mut overflow = false;
     while i < s.len() && s[i].is_ascii_digit() {
-        match v.checked_mul(10).and_then(|v| v.checked_add(u64::from(s[i] - b'0'))) {
+        match v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(s[i] - b'0')))
+        {
             Some(n) => v = n,
             None => overflow = true,
         }
@@ -164,6 +175,7 @@ pub fn strtol(s: &[u8]) -> Option<i32> {
 }
 
 #[cfg(test)]
+#[expect(clippy::type_complexity, reason = "table-driven test rows")]
 mod tests {
     use super::*;
 
@@ -190,7 +202,10 @@ mod tests {
 
     #[test]
     fn split_keeps_23_tokens_and_a_rest() {
-        let line: Vec<u8> = (0..30).map(|i| format!("t{i} ")).collect::<String>().into_bytes();
+        let line: Vec<u8> = (0..30)
+            .map(|i| format!("t{i} "))
+            .collect::<String>()
+            .into_bytes();
         let t = Tokens::split(&line);
         assert_eq!(t.len(), 23);
         assert_eq!(t.ntokens(), 24);
@@ -214,7 +229,12 @@ mod tests {
             // 2^32 + 1 truncates to 1 in the 32-bit forms
             (b"4294967297", Some(4_294_967_297), Some(1), Some(1)),
             // u64::MAX fits strtoull, overflows strtol
-            (b"18446744073709551615", Some(u64::MAX), Some(u32::MAX), None),
+            (
+                b"18446744073709551615",
+                Some(u64::MAX),
+                Some(u32::MAX),
+                None,
+            ),
             // one past u64::MAX is ERANGE everywhere
             (b"18446744073709551616", None, None, None),
             // garbage

@@ -43,7 +43,12 @@ impl FrameHeader {
             return Err(UdpError::Short);
         }
         let at = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
-        Ok(FrameHeader { request_id: at(0), seq: at(2), total: at(4), reserved: at(6) })
+        Ok(FrameHeader {
+            request_id: at(0),
+            seq: at(2),
+            total: at(4),
+            reserved: at(6),
+        })
     }
 
     pub fn encode(&self) -> [u8; HEADER_LEN] {
@@ -83,7 +88,12 @@ pub fn split_reply(
     for seq in 0..total {
         let start = seq as usize * DATA_PER_DATAGRAM;
         let end = (start + DATA_PER_DATAGRAM).min(reply.len());
-        let h = FrameHeader { request_id, seq, total, reserved: 0 };
+        let h = FrameHeader {
+            request_id,
+            seq,
+            total,
+            reserved: 0,
+        };
         buf[..HEADER_LEN].copy_from_slice(&h.encode());
         let body = &reply[start.min(end)..end];
         buf[HEADER_LEN..HEADER_LEN + body.len()].copy_from_slice(body);
@@ -93,12 +103,18 @@ pub fn split_reply(
 }
 
 #[cfg(test)]
+#[expect(clippy::type_complexity, reason = "table-driven test rows")]
 mod tests {
     use super::*;
 
     #[test]
     fn header_round_trips_in_network_order() {
-        let h = FrameHeader { request_id: 0x1234, seq: 1, total: 3, reserved: 0 };
+        let h = FrameHeader {
+            request_id: 0x1234,
+            seq: 1,
+            total: 3,
+            reserved: 0,
+        };
         let b = h.encode();
         assert_eq!(b, [0x12, 0x34, 0, 1, 0, 3, 0, 0]);
         assert_eq!(FrameHeader::decode(&b), Ok(h));
@@ -109,13 +125,22 @@ mod tests {
         // (datagram, expected)
         let cases: &[(&[u8], Result<&[u8], UdpError>)] = &[
             // single datagram: accepted
-            (b"\x00\x01\x00\x00\x00\x01\x00\x00get a\r\n", Ok(b"get a\r\n")),
+            (
+                b"\x00\x01\x00\x00\x00\x01\x00\x00get a\r\n",
+                Ok(b"get a\r\n"),
+            ),
             // too short for a header
             (b"\x00\x01\x00", Err(UdpError::Short)),
             // total of two: dropped, as memcached does
-            (b"\x00\x01\x00\x00\x00\x02\x00\x00get a\r\n", Err(UdpError::MultiDatagram)),
+            (
+                b"\x00\x01\x00\x00\x00\x02\x00\x00get a\r\n",
+                Err(UdpError::MultiDatagram),
+            ),
             // total of zero: dropped too
-            (b"\x00\x01\x00\x00\x00\x00\x00\x00get a\r\n", Err(UdpError::MultiDatagram)),
+            (
+                b"\x00\x01\x00\x00\x00\x00\x00\x00get a\r\n",
+                Err(UdpError::MultiDatagram),
+            ),
         ];
         for (d, want) in cases {
             assert_eq!(decode_request(d).map(|(_, p)| p), *want);
@@ -125,7 +150,13 @@ mod tests {
     #[test]
     fn replies_split_at_1400_bytes() {
         // (reply length, datagram count, last datagram size)
-        let cases = [(0, 1, 8), (10, 1, 18), (1392, 1, 1400), (1393, 2, 9), (3000, 3, 224)];
+        let cases = [
+            (0, 1, 8),
+            (10, 1, 18),
+            (1392, 1, 1400),
+            (1393, 2, 9),
+            (3000, 3, 224),
+        ];
         for (len, count, last) in cases {
             let reply: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let mut grams: Vec<Vec<u8>> = Vec::new();
@@ -136,8 +167,21 @@ mod tests {
             let mut joined = Vec::new();
             for (i, g) in grams.iter().enumerate() {
                 assert!(g.len() <= MAX_DATAGRAM);
-                let h = FrameHeader::decode(g).unwrap_or(FrameHeader { request_id: 0, seq: 0, total: 0, reserved: 9 });
-                assert_eq!(h, FrameHeader { request_id: 7, seq: i as u16, total: count as u16, reserved: 0 });
+                let h = FrameHeader::decode(g).unwrap_or(FrameHeader {
+                    request_id: 0,
+                    seq: 0,
+                    total: 0,
+                    reserved: 9,
+                });
+                assert_eq!(
+                    h,
+                    FrameHeader {
+                        request_id: 7,
+                        seq: i as u16,
+                        total: count as u16,
+                        reserved: 0
+                    }
+                );
                 joined.extend_from_slice(&g[HEADER_LEN..]);
             }
             assert_eq!(joined, reply);
@@ -146,6 +190,9 @@ mod tests {
 
     #[test]
     fn oversized_replies_are_refused() {
-        assert_eq!(datagrams_for(DATA_PER_DATAGRAM * 65_536), Err(UdpError::ReplyTooLarge));
+        assert_eq!(
+            datagrams_for(DATA_PER_DATAGRAM * 65_536),
+            Err(UdpError::ReplyTooLarge)
+        );
     }
 }

@@ -108,7 +108,11 @@ impl Header {
 
     /// Bytes this item occupies: header, key, value and the floor trailer if present.
     pub fn total_len(&self) -> usize {
-        item_len(self.klen as usize, self.vlen as usize, self.iflag & ITEM_FLOOR != 0)
+        item_len(
+            self.klen as usize,
+            self.vlen as usize,
+            self.iflag & ITEM_FLOOR != 0,
+        )
     }
 
     pub fn has(&self, bit: u16) -> bool {

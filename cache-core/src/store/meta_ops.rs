@@ -114,7 +114,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
                 exptime = realtime(n, now);
             }
         }
-        let grant = lease::decide(h.iflag, created, exptime, a.recache.map(|r| realtime(r, now)));
+        let grant = lease::decide(
+            h.iflag,
+            created,
+            exptime,
+            a.recache.map(|r| realtime(r, now)),
+        );
         if exptime != h.exptime {
             self.set_exptime(id, exptime);
         }
@@ -186,7 +191,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
                 // Stale, with a new CAS, and the next reader may win the recache token.
                 iflag = (iflag | ITEM_STALE) & !ITEM_TOKEN_SENT;
             }
-            let m = Meta { flags: h.flags, exptime, version: a.version, iflag, floor };
+            let m = Meta {
+                flags: h.flags,
+                exptime,
+                version: a.version,
+                iflag,
+                floor,
+            };
             let mut value = std::mem::take(&mut self.scratch);
             value.clear();
             if !a.drop_value {
@@ -221,7 +232,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         match self.arith(key, incr, delta, cas, version, now) {
             ArithOutcome::NotFound if vivify.is_some() => {
                 let mut digits = itoa::Buffer::new();
-                let w = Write { value: digits.format(initial).as_bytes(), version, ..Write::default() };
+                let w = Write {
+                    value: digits.format(initial).as_bytes(),
+                    version,
+                    ..Write::default()
+                };
                 match self.store(Mode::Add, key, w, now) {
                     (StoreOutcome::Stored, _) => match self.find_visible(key, now) {
                         Some(id) => (ArithOutcome::Value(initial, id), true),
@@ -238,8 +253,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
     /// One key of mcrouter's `lease-get`.
     pub fn lease_get(&mut self, key: Key<'_>, now: u32) -> LeaseGet {
         let lease_secs = self.cfg.lease_secs as i32;
-        let a = MetaGetArgs { vivify: Some(lease_secs), ..MetaGetArgs::default() };
-        let Some(hit) = self.meta_get(key, a, now) else { return LeaseGet::Miss };
+        let a = MetaGetArgs {
+            vivify: Some(lease_secs),
+            ..MetaGetArgs::default()
+        };
+        let Some(hit) = self.meta_get(key, a, now) else {
+            return LeaseGet::Miss;
+        };
         let h = self.view(hit.id).header;
         let placeholder = h.has(ITEM_PLACEHOLDER);
         if hit.grant.won {
@@ -272,7 +292,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
     pub fn placement(&self, id: ItemId) -> (u32, usize) {
         let len = self.view(id).header.total_len();
         let class = self.slabs.class_for(len).unwrap_or(0);
-        let size = self.slabs.class_sizes().get(class as usize).copied().unwrap_or(0);
+        let size = self
+            .slabs
+            .class_sizes()
+            .get(class as usize)
+            .copied()
+            .unwrap_or(0);
         (u32::from(class) + 1, size as usize)
     }
 }

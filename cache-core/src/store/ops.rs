@@ -2,7 +2,9 @@
 //! `do_add_delta`, `item_touch`, `process_delete_command`, `flush_all`).
 
 use super::{
-    item::{self, Header, ITEM_EXT_VERSION, ITEM_FLOOR, ITEM_STALE, ITEM_TOKEN_SENT, ITEM_TOMBSTONE},
+    item::{
+        self, Header, ITEM_EXT_VERSION, ITEM_FLOOR, ITEM_STALE, ITEM_TOKEN_SENT, ITEM_TOMBSTONE,
+    },
     shard::{item_floor, Key, Meta},
     slabs::{AllocError, ItemId},
     Store,
@@ -123,7 +125,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
 
     /// `set`, `add`, `replace`, `append`, `prepend`, `cas` and the `ms` modes
     /// (memcached's `do_store_item`). Returns the outcome and the stored item's CAS.
-    pub fn store(&mut self, mode: Mode, key: Key<'_>, w: Write<'_>, now: u32) -> (StoreOutcome, u64) {
+    pub fn store(
+        &mut self,
+        mode: Mode,
+        key: Key<'_>,
+        w: Write<'_>,
+        now: u32,
+    ) -> (StoreOutcome, u64) {
         self.stats.cmd_set += 1;
         let found = self.find_live(key, now);
         let floor = self.floor_of(found, key, now);
@@ -132,8 +140,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             self.stats.stale_fills_refused += 1;
             return (StoreOutcome::NotStored, 0);
         }
-        let binary = if w.key_binary { item::ITEM_KEY_BINARY } else { 0 };
-        let fresh = Meta { flags: w.flags, exptime: w.exptime, version: w.version, iflag: binary, floor };
+        let binary = if w.key_binary {
+            item::ITEM_KEY_BINARY
+        } else {
+            0
+        };
+        let fresh = Meta {
+            flags: w.flags,
+            exptime: w.exptime,
+            version: w.version,
+            iflag: binary,
+            floor,
+        };
         let Some(old) = old else {
             if w.cas != 0 && mode == Mode::Cas {
                 self.stats.cas_misses += 1;
@@ -167,7 +185,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
                 // Replace the value but keep the TTL, stay stale, keep the token holder.
                 self.stats.cas_hits += 1;
                 let keep = h.iflag & ITEM_TOKEN_SENT;
-                let m = Meta { exptime: h.exptime, iflag: binary | ITEM_STALE | keep, ..fresh };
+                let m = Meta {
+                    exptime: h.exptime,
+                    iflag: binary | ITEM_STALE | keep,
+                    ..fresh
+                };
                 self.finish(key, w.value, &[], m, now)
             }
             Mode::Cas => {
@@ -183,7 +205,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
                 old_value.clear();
                 old_value.extend_from_slice(item::value(self.slabs.chunk(old)));
                 let keep = h.iflag & item::ITEM_KEY_BINARY;
-                let m = Meta { flags: h.flags, exptime: h.exptime, version: w.version, iflag: keep, floor };
+                let m = Meta {
+                    flags: h.flags,
+                    exptime: h.exptime,
+                    version: w.version,
+                    iflag: keep,
+                    floor,
+                };
                 let (head, tail) = if mode == Mode::Append {
                     (&old_value[..], w.value)
                 } else {
@@ -201,7 +229,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         }
     }
 
-    fn finish(&mut self, key: Key<'_>, head: &[u8], tail: &[u8], m: Meta, now: u32) -> (StoreOutcome, u64) {
+    fn finish(
+        &mut self,
+        key: Key<'_>,
+        head: &[u8],
+        tail: &[u8],
+        m: Meta,
+        now: u32,
+    ) -> (StoreOutcome, u64) {
         match self.put(key, head, tail, m, now) {
             Ok(id) => (StoreOutcome::Stored, item::read_cas(self.slabs.chunk(id))),
             Err(AllocError::TooLarge | AllocError::OutOfMemory) => {
@@ -247,8 +282,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         if cas != 0 && h.cas != cas {
             return ArithOutcome::Exists;
         }
-        let Some(v) = strtoull(data) else { return ArithOutcome::NonNumeric };
-        let v = if incr { v.wrapping_add(delta) } else { v.saturating_sub(delta) };
+        let Some(v) = strtoull(data) else {
+            return ArithOutcome::NonNumeric;
+        };
+        let v = if incr {
+            v.wrapping_add(delta)
+        } else {
+            v.saturating_sub(delta)
+        };
         if incr {
             self.stats.incr_hits += 1;
         } else {
@@ -272,7 +313,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             return ArithOutcome::Value(v, id);
         }
         let keep = h.iflag & item::ITEM_KEY_BINARY;
-        let m = Meta { flags: h.flags, exptime: h.exptime, version, iflag: keep, floor };
+        let m = Meta {
+            flags: h.flags,
+            exptime: h.exptime,
+            version,
+            iflag: keep,
+            floor,
+        };
         match self.put(key, digits, &[], m, now) {
             Ok(id) => ArithOutcome::Value(v, id),
             Err(_) => ArithOutcome::NoMemory,
@@ -333,7 +380,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
     /// A read-only view of a linked item.
     pub fn view(&self, id: ItemId) -> ItemView<'_> {
         let chunk = self.slabs.chunk(id);
-        ItemView { header: Header::read(chunk), key: item::key(chunk), value: item::value(chunk) }
+        ItemView {
+            header: Header::read(chunk),
+            key: item::key(chunk),
+            value: item::value(chunk),
+        }
     }
 }
 

@@ -56,7 +56,10 @@ pub struct Key<'a> {
 
 impl<'a> Key<'a> {
     pub fn new(bytes: &'a [u8]) -> Key<'a> {
-        Key { bytes, hash: khash(bytes) }
+        Key {
+            bytes,
+            hash: khash(bytes),
+        }
     }
 }
 
@@ -147,7 +150,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
     pub fn rebalance(&mut self, now: u32) -> Option<(u8, u8)> {
         let mut removed = std::mem::take(&mut self.removal_scratch);
         removed.clear();
-        let r = self.slabs.rebalance(&mut |why, chunk| Self::log_removal(&mut removed, why, chunk));
+        let r = self
+            .slabs
+            .rebalance(&mut |why, chunk| Self::log_removal(&mut removed, why, chunk));
         self.absorb_removals(&removed, now);
         self.removal_scratch = removed;
         r
@@ -160,13 +165,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
 
     /// Takes the recorded removals.
     pub fn take_removals(&mut self) -> Vec<(Removal, Vec<u8>)> {
-        self.removal_log.as_mut().map(std::mem::take).unwrap_or_default()
+        self.removal_log
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Marks `key` as copied into the XDP HOT map; from now on every change to it is reported
     /// through [`Store::drain_hot_invalidations`] before the change's reply is produced.
     pub fn mark_hot(&mut self, key: Key<'_>, now: u32) -> bool {
-        let Some(id) = self.find_live(key, now) else { return false };
+        let Some(id) = self.find_live(key, now) else {
+            return false;
+        };
         let chunk = self.slabs.chunk_mut(id);
         let f = item::read_iflag(chunk);
         item::write_iflag(chunk, f | ITEM_HOT);
@@ -186,7 +196,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
 
     pub(super) fn next_cas(&mut self) -> u64 {
         self.cas_seq += 1;
-        self.cfg.cas_offset.wrapping_add(self.cas_seq.wrapping_mul(self.cfg.cas_stride))
+        self.cfg
+            .cas_offset
+            .wrapping_add(self.cas_seq.wrapping_mul(self.cfg.cas_stride))
     }
 
     /// Notes that the item in `chunk` is about to change or vanish.
@@ -246,7 +258,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         let floor = item_floor(chunk);
         let h = Header::read(chunk);
         if floor > 0 && !h.has(ITEM_TOMBSTONE) {
-            self.floors.record(hash, floor, now + self.cfg.tombstone_secs, now);
+            self.floors
+                .record(hash, floor, now + self.cfg.tombstone_secs, now);
         }
         if !h.has(ITEM_TOMBSTONE) {
             self.stats.bytes -= h.total_len() as u64;
@@ -304,7 +317,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
                 self.hot_log.extend_from_slice(key);
             }
             if floor > 0 {
-                self.floors.record(hash, floor, now + self.cfg.tombstone_secs, now);
+                self.floors
+                    .record(hash, floor, now + self.cfg.tombstone_secs, now);
             }
             if h.has(ITEM_TOMBSTONE) {
                 self.stats.tombstones -= 1;
@@ -415,7 +429,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             if let Some(id) = self.slabs.find(key.bytes, key.hash) {
                 self.remove(id, key.hash, now);
             }
-            self.floors.record(key.hash, floor, now + self.cfg.tombstone_secs, now);
+            self.floors
+                .record(key.hash, floor, now + self.cfg.tombstone_secs, now);
         }
     }
 

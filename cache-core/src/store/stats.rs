@@ -49,12 +49,38 @@ impl Stats {
             ($($f:ident),*) => { $( self.$f += o.$f; )* };
         }
         sum!(
-            cmd_get, get_hits, get_misses, get_expired, get_flushed, cmd_set, cmd_touch,
-            touch_hits, touch_misses, cmd_flush, delete_hits, delete_misses, incr_hits,
-            incr_misses, decr_hits, decr_misses, cas_hits, cas_misses, cas_badval,
-            store_too_large, store_no_memory, evictions, evicted_unfetched, reclaimed,
-            slab_reassign_evictions, curr_items, total_items, bytes, tombstones, lease_grants,
-            lease_hot_misses, stale_fills_refused
+            cmd_get,
+            get_hits,
+            get_misses,
+            get_expired,
+            get_flushed,
+            cmd_set,
+            cmd_touch,
+            touch_hits,
+            touch_misses,
+            cmd_flush,
+            delete_hits,
+            delete_misses,
+            incr_hits,
+            incr_misses,
+            decr_hits,
+            decr_misses,
+            cas_hits,
+            cas_misses,
+            cas_badval,
+            store_too_large,
+            store_no_memory,
+            evictions,
+            evicted_unfetched,
+            reclaimed,
+            slab_reassign_evictions,
+            curr_items,
+            total_items,
+            bytes,
+            tombstones,
+            lease_grants,
+            lease_hot_misses,
+            stale_fills_refused
         );
     }
 }
