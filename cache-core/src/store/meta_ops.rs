@@ -180,7 +180,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             return DeleteOutcome::Exists;
         }
         if a.invalidate || a.drop_value {
-            self.note_change(id);
+            // Replacing the item below reports its HOT copy.
             let floor = item_floor(self.slabs.chunk(id)).max(a.version.unwrap_or(0));
             let mut exptime = h.exptime;
             if let (true, Some(t)) = (a.invalidate, a.ttl) {

@@ -363,7 +363,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
     pub(super) fn delete_item(&mut self, id: ItemId, key: Key<'_>, version: Option<u64>, now: u32) {
         let floor = item_floor(self.slabs.chunk(id)).max(version.unwrap_or(0));
         if floor > 0 {
-            self.note_change(id);
+            // The tombstone replaces the item, which reports its HOT copy.
             self.tombstone(key, floor, now);
         } else {
             self.remove(id, key.hash, now);
