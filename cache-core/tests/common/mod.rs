@@ -6,15 +6,15 @@ use cache_core::{
     store::{Store, StoreConfig},
 };
 
-pub struct Harness {
-    pub store: Store<Vec<u8>>,
-    pub now: u32,
+pub(crate) struct Harness {
+    pub(crate) store: Store<Vec<u8>>,
+    pub(crate) now: u32,
     parser: Parser,
     session: Session,
 }
 
 impl Harness {
-    pub fn new(arena: usize, cfg: StoreConfig) -> Harness {
+    pub(crate) fn new(arena: usize, cfg: StoreConfig) -> Harness {
         let Ok(store) = Store::new(vec![0u8; arena], cfg) else {
             panic!("store")
         };
@@ -26,12 +26,12 @@ impl Harness {
         }
     }
 
-    pub fn small() -> Harness {
+    pub(crate) fn small() -> Harness {
         Harness::new(16 << 20, StoreConfig::default())
     }
 
     /// Sends `req` (with `\r\n` already in it) and returns the reply as text.
-    pub fn send(&mut self, req: &str) -> String {
+    pub(crate) fn send(&mut self, req: &str) -> String {
         let mut out = Vec::new();
         let fed = self.session.feed(
             &self.parser,
@@ -50,7 +50,7 @@ impl Harness {
     }
 
     /// Sends each (request, expected reply) pair in order.
-    pub fn script(&mut self, steps: &[(&str, &str)]) {
+    pub(crate) fn script(&mut self, steps: &[(&str, &str)]) {
         for (i, (req, want)) in steps.iter().enumerate() {
             assert_eq!(self.send(req), *want, "step {i}: {req:?}");
         }
