@@ -371,3 +371,6 @@ pub struct LeaseSet<'a> {
     pub value: &'a [u8],
     pub noreply: bool,
 }
+
+#[cfg(test)]
+mod tests;
