@@ -161,3 +161,24 @@ fn incr_decr_follow_memcached() {
         ),
     ]);
 }
+
+#[test]
+fn lost_vbuckets_are_dropped() {
+    use cache_core::bucket::vbucket;
+    let mut h = Harness::small();
+    for i in 0..1000 {
+        h.send(&format!("set k{i} 0 0 1\r\nx\r\n"));
+    }
+    // This node loses the lower half of the buckets.
+    let lost = |b: u16| b < 8192;
+    let expected = (0..1000)
+        .filter(|i| lost(vbucket(format!("k{i}").as_bytes())))
+        .count();
+    assert_eq!(h.store.drop_vbuckets(&lost, h.now), expected);
+    for i in 0..1000 {
+        let key = format!("k{i}");
+        let held = h.store.peek(Key::new(key.as_bytes()), h.now).is_some();
+        assert_eq!(held, !lost(vbucket(key.as_bytes())), "{key}");
+    }
+    assert_eq!(h.store.stats().curr_items as usize, 1000 - expected);
+}

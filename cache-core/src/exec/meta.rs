@@ -288,7 +288,7 @@ pub(super) fn debug<B: AsRef<[u8]> + AsMut<[u8]>>(
         out.extend_from_slice(encode::EN);
         return;
     };
-    let (cls, size) = store.placement(id);
+    let cls = store.class_of(id);
     let it = store.item(id);
     let h = it.header;
     out.extend_from_slice(b"ME ");
@@ -317,5 +317,4 @@ pub(super) fn debug<B: AsRef<[u8]> + AsMut<[u8]>>(
         h.total_len()
     );
     out.extend_from_slice(line.as_bytes());
-    let _ = size;
 }

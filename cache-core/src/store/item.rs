@@ -145,6 +145,11 @@ pub fn write_exptime(chunk: &mut [u8], exptime: u32) {
     chunk[EXPTIME..EXPTIME + 4].copy_from_slice(&exptime.to_le_bytes());
 }
 
+/// Reads the `atime` field only.
+pub fn read_atime(chunk: &[u8]) -> u32 {
+    u32::from_le_bytes(arr(chunk, ATIME))
+}
+
 /// Writes the `atime` field only.
 pub fn write_atime(chunk: &mut [u8], atime: u32) {
     chunk[ATIME..ATIME + 4].copy_from_slice(&atime.to_le_bytes());

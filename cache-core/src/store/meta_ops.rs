@@ -288,17 +288,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         self.view(id)
     }
 
-    /// The chunk size of the class holding `id` and its class id (for `me`).
-    pub fn placement(&self, id: ItemId) -> (u32, usize) {
+    /// The 1-based slab class holding `id`, as `me` reports it (`cls=`).
+    pub fn class_of(&self, id: ItemId) -> u32 {
         let len = self.view(id).header.total_len();
-        let class = self.slabs.class_for(len).unwrap_or(0);
-        let size = self
-            .slabs
-            .class_sizes()
-            .get(class as usize)
-            .copied()
-            .unwrap_or(0);
-        (u32::from(class) + 1, size as usize)
+        u32::from(self.slabs.class_for(len).unwrap_or(0)) + 1
     }
 }
 

@@ -388,11 +388,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         if floor_trailer {
             item::write_floor(chunk, m.floor);
         }
-        self.link_new(key, id, iflag & ITEM_TOMBSTONE != 0, h.total_len(), now);
+        self.link_new(key, id, iflag & ITEM_TOMBSTONE != 0, h.total_len());
         Ok(id)
     }
 
-    fn link_new(&mut self, key: Key<'_>, id: ItemId, tombstone: bool, len: usize, now: u32) {
+    fn link_new(&mut self, key: Key<'_>, id: ItemId, tombstone: bool, len: usize) {
         match self.slabs.find(key.bytes, key.hash) {
             Some(old) => {
                 let oc = self.slabs.chunk(old);
@@ -413,7 +413,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             self.stats.bytes += len as u64;
             self.stats.total_items += 1;
         }
-        let _ = now;
     }
 
     /// Leaves a tombstone holding `floor` for the tombstone window, replacing the key's item.
@@ -443,8 +442,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         if want != f {
             item::write_iflag(chunk, want);
         }
-        let h_atime = u32::from_le_bytes([chunk[12], chunk[13], chunk[14], chunk[15]]);
-        if h_atime != now {
+        if item::read_atime(chunk) != now {
             item::write_atime(chunk, now);
         }
     }
@@ -480,6 +478,26 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             self.remove_quiet(id, hash, now);
         }
         self.flushes_since_sweep = 0;
+    }
+
+    /// Drops every item whose vbucket `lost` says this node no longer owns (a node that lost
+    /// buckets must not serve them again if it later regains them). Returns the items dropped.
+    pub fn drop_vbuckets(&mut self, lost: &dyn Fn(u16) -> bool, now: u32) -> usize {
+        let mut doomed: Vec<(ItemId, u64)> = Vec::new();
+        self.slabs.for_each(&mut |id, chunk| {
+            let hash = khash(item::key(chunk));
+            if lost(crate::bucket::vbucket_of(hash)) {
+                doomed.push((id, hash));
+            }
+        });
+        let n = doomed.len();
+        for (id, hash) in doomed {
+            if item::read_iflag(self.slabs.chunk(id)) & ITEM_TOMBSTONE != 0 {
+                self.stats.tombstones -= 1;
+            }
+            self.remove_quiet(id, hash, now);
+        }
+        n
     }
 
     fn remove_quiet(&mut self, id: ItemId, hash: u64, now: u32) {
