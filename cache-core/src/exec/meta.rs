@@ -255,7 +255,8 @@ pub(super) fn arith<B: AsRef<[u8]> + AsMut<[u8]>>(
         }
     }
     store.set_ttl(id, exptime);
-    if f.has(b'q') {
+    // memcached's `q` hides a successful delta, but not the reply for an item `N` just created.
+    if f.has(b'q') && !created {
         return;
     }
     out.extend_from_slice(&line);

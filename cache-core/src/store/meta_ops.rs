@@ -179,6 +179,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             self.stats.delete_misses += 1;
             return DeleteOutcome::Exists;
         }
+        if a.invalidate && !a.drop_value && self.can_restamp(id, a.version) {
+            self.mark_stale(id, a, now);
+            return DeleteOutcome::Deleted;
+        }
         if a.invalidate || a.drop_value {
             // Replacing the item below reports its HOT copy.
             let floor = item_floor(self.slabs.chunk(id)).max(a.version.unwrap_or(0));
@@ -213,6 +217,35 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         self.stats.delete_hits += 1;
         self.delete_item(id, key, a.version, now);
         DeleteOutcome::Deleted
+    }
+
+    /// Whether `id` can take a new CAS in place without losing its version floor.
+    fn can_restamp(&self, id: ItemId, version: Option<u64>) -> bool {
+        let chunk = self.slabs.chunk(id);
+        let trailer = item::floor(chunk).unwrap_or(0);
+        version.unwrap_or(0).max(trailer) >= item_floor(chunk)
+    }
+
+    /// `md … I` as memcached does it: the same item, marked stale, with a new CAS (or the
+    /// invalidation's version), its token released and optionally a new TTL.
+    fn mark_stale(&mut self, id: ItemId, a: MetaDeleteArgs, now: u32) {
+        self.note_change(id);
+        let cas = match a.version {
+            Some(v) => v,
+            None => self.next_cas(),
+        };
+        let chunk = self.slabs.chunk_mut(id);
+        let mut f = (item::read_iflag(chunk) | ITEM_STALE) & !ITEM_TOKEN_SENT;
+        f = if a.version.is_some() {
+            f | item::ITEM_EXT_VERSION
+        } else {
+            f & !item::ITEM_EXT_VERSION
+        };
+        item::write_iflag(chunk, f);
+        item::write_cas(chunk, cas);
+        if let Some(t) = a.ttl {
+            item::write_exptime(chunk, realtime(t, now));
+        }
     }
 
     /// `ma`: arithmetic, creating the item from `initial` on a miss when `vivify` is given.

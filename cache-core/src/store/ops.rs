@@ -174,7 +174,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         let cas_stale = w.cas != 0 && !cas_match && w.set_stale && w.cas < h.cas;
         match mode {
             Mode::Add => {
-                self.bump(old, now);
+                self.bump_lru(old);
                 (StoreOutcome::NotStored, 0)
             }
             Mode::Cas if cas_match => {
@@ -309,7 +309,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             val[..digits.len()].copy_from_slice(digits);
             val[digits.len()..].fill(b' ');
             item::write_cas(chunk, cas);
-            self.bump(id, now);
+            self.bump_lru(id);
             return ArithOutcome::Value(v, id);
         }
         let keep = h.iflag & item::ITEM_KEY_BINARY;

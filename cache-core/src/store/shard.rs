@@ -447,6 +447,16 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         }
     }
 
+    /// An LRU bump without counting a fetch (memcached's `do_item_update`: `add` on an existing
+    /// key, an in-place `incr`).
+    pub(super) fn bump_lru(&mut self, id: ItemId) {
+        let chunk = self.slabs.chunk_mut(id);
+        let f = item::read_iflag(chunk);
+        if f & ITEM_REF == 0 {
+            item::write_iflag(chunk, f | ITEM_REF);
+        }
+    }
+
     /// `flush_all [delay]` with memcached's arithmetic (`realtime(delay) - 1`).
     pub(super) fn flush(&mut self, oldest_live: u32, now: u32) {
         self.oldest_live = oldest_live;
