@@ -143,7 +143,8 @@ pub fn strtoull(s: &[u8]) -> Option<u64> {
         return None;
     }
     let v = if neg { mag.wrapping_neg() } else { mag };
-    if (v as i64) < 0 && s.contains(&b'-') {
+    // memcached's `strchr(str, '-')` stops at the first NUL.
+    if (v as i64) < 0 && s.iter().take_while(|&&b| b != 0).any(|&b| b == b'-') {
         return None;
     }
     Some(v)

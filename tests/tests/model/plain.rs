@@ -56,9 +56,8 @@ fn realtime(e: i32, now: u32) -> u32 {
 
 /// memcached's `safe_strtoull` over an item's data: C `strtoull` (leading whitespace, a sign,
 /// ERANGE on overflow), a number must end at whitespace, NUL or the end, and a result that is
-/// negative as `i64` is refused if the value holds a `-` anywhere. (memcached's `strchr` stops at
-/// the first NUL but, the data not being NUL-terminated, may also read past the value; the whole
-/// value is the well-defined reading.)
+/// negative as `i64` is refused if a `-` comes before the first NUL (memcached's `strchr`; with
+/// no NUL in the value, the whole value is the well-defined reading).
 fn strtoull(data: &[u8]) -> Option<u64> {
     let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
     let mut i = data.iter().take_while(|&&b| is_space(b)).count();
@@ -76,7 +75,7 @@ fn strtoull(data: &[u8]) -> Option<u64> {
         return None;
     }
     let v = if neg { v.wrapping_neg() } else { v };
-    if (v as i64) < 0 && data.contains(&b'-') {
+    if (v as i64) < 0 && data.iter().take_while(|&&b| b != 0).any(|&b| b == b'-') {
         return None;
     }
     Some(v)

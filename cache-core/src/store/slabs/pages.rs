@@ -31,21 +31,20 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Slabs<B> {
         self.page_class[page as usize] = class as u8;
     }
 
-    /// Gives a starving class a page from the class with the most pages (ties: highest id).
+    /// Gives a starving class a page: from a class holding no live item if there is one (its
+    /// pages cost nothing to take), else from the class with the most pages (ties: highest id).
     pub(super) fn steal_page(
         &mut self,
         dst: usize,
         on_remove: &mut dyn FnMut(Removal, &[u8]),
     ) -> Option<()> {
-        let (src, pages) = self
+        let (src, _) = self
             .classes
             .iter()
             .enumerate()
-            .map(|(id, c)| (id, c.pages.len()))
-            .max_by_key(|&(id, pages)| (pages, id))?;
-        if pages == 0 || src == dst {
-            return None;
-        }
+            .filter(|&(id, c)| id != dst && !c.pages.is_empty())
+            .map(|(id, c)| (id, (c.used == 0, c.pages.len(), id)))
+            .max_by_key(|&(_, rank)| rank)?;
         self.move_page(src, dst, on_remove);
         Some(())
     }
@@ -83,8 +82,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Slabs<B> {
                 if dst.is_none_or(|(_, most)| evicted > most) {
                     dst = Some((id, evicted));
                 }
-            } else if c.pages.len() > 1 && src.is_none_or(|(_, most)| c.pages.len() >= most) {
-                src = Some((id, c.pages.len()));
+            } else {
+                // An idle class gives up a page if it has a spare one, or holds nothing at all;
+                // empty classes go first.
+                let rank = usize::from(c.used == 0) * 1_000_000 + c.pages.len();
+                let spare = c.pages.len() > 1 || (c.used == 0 && !c.pages.is_empty());
+                if spare && src.is_none_or(|(_, best)| rank >= best) {
+                    src = Some((id, rank));
+                }
             }
         }
         let ((src, _), (dst, _)) = (src?, dst?);
