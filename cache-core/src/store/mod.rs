@@ -5,6 +5,8 @@
 //! time comes in as `now` (Unix seconds). It never allocates item memory outside the arena it was
 //! given: when full it evicts with a per-class CLOCK hand (see [`slabs`]).
 
+mod evict;
+mod flush;
 pub mod item;
 mod meta_ops;
 mod ops;

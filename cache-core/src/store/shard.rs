@@ -80,16 +80,16 @@ pub(super) struct Meta {
 pub struct Store<B> {
     pub(super) slabs: Slabs<B>,
     pub(super) cfg: StoreConfig,
-    cas_seq: u64,
-    gen: u8,
-    flushes_since_sweep: u8,
-    oldest_live: u32,
+    pub(super) cas_seq: u64,
+    pub(super) gen: u8,
+    pub(super) flushes_since_sweep: u8,
+    pub(super) oldest_live: u32,
     pub(super) floors: FloorFilter,
     pub(super) stats: Stats,
     pub(super) scratch: Vec<u8>,
-    removal_scratch: Vec<u8>,
-    hot_log: Vec<u8>,
-    removal_log: Option<Vec<(Removal, Vec<u8>)>>,
+    pub(super) removal_scratch: Vec<u8>,
+    pub(super) hot_log: Vec<u8>,
+    pub(super) removal_log: Option<Vec<(Removal, Vec<u8>)>>,
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
@@ -134,66 +134,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         &self.slabs
     }
 
-    /// Moves a page between classes (memcached's `slabs reassign`).
-    pub fn reassign(&mut self, src: u8, dst: u8, now: u32) -> Result<(), &'static str> {
-        let mut removed = std::mem::take(&mut self.removal_scratch);
-        removed.clear();
-        let r = self.slabs.reassign(src, dst, &mut |why, chunk| {
-            Self::log_removal(&mut removed, why, chunk);
-        });
-        self.absorb_removals(&removed, now);
-        self.removal_scratch = removed;
-        r
-    }
-
-    /// One automatic page-balancing step; call about once a second.
-    pub fn rebalance(&mut self, now: u32) -> Option<(u8, u8)> {
-        let mut removed = std::mem::take(&mut self.removal_scratch);
-        removed.clear();
-        let r = self
-            .slabs
-            .rebalance(&mut |why, chunk| Self::log_removal(&mut removed, why, chunk));
-        self.absorb_removals(&removed, now);
-        self.removal_scratch = removed;
-        r
-    }
-
-    /// Starts recording every key that leaves memory without a client asking (tests, tracing).
-    pub fn record_removals(&mut self) {
-        self.removal_log = Some(Vec::new());
-    }
-
-    /// Takes the recorded removals.
-    pub fn take_removals(&mut self) -> Vec<(Removal, Vec<u8>)> {
-        self.removal_log
-            .as_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
-    }
-
-    /// Marks `key` as copied into the XDP HOT map; from now on every change to it is reported
-    /// through [`Store::drain_hot_invalidations`] before the change's reply is produced.
-    pub fn mark_hot(&mut self, key: Key<'_>, now: u32) -> bool {
-        let Some(id) = self.find_live(key, now) else {
-            return false;
-        };
-        let chunk = self.slabs.chunk_mut(id);
-        let f = item::read_iflag(chunk);
-        item::write_iflag(chunk, f | ITEM_HOT);
-        true
-    }
-
-    /// Hands every key whose HOT copy must be dropped to `f`, oldest first, and forgets them.
-    pub fn drain_hot_invalidations(&mut self, mut f: impl FnMut(&[u8])) {
-        let mut at = 0;
-        while at < self.hot_log.len() {
-            let n = self.hot_log[at] as usize;
-            f(&self.hot_log[at + 1..at + 1 + n]);
-            at += 1 + n;
-        }
-        self.hot_log.clear();
-    }
-
     pub(super) fn next_cas(&mut self) -> u64 {
         self.cas_seq += 1;
         self.cfg
@@ -214,7 +154,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         Self::touched(&mut self.hot_log, self.slabs.chunk(id));
     }
 
-    fn is_dead(h: &Header, now: u32, gen: u8, oldest_live: u32) -> bool {
+    pub(super) fn is_dead(h: &Header, now: u32, gen: u8, oldest_live: u32) -> bool {
         (h.exptime != 0 && h.exptime <= now)
             || h.gen != gen
             || (oldest_live != 0 && oldest_live <= now && h.atime <= oldest_live)
@@ -265,82 +205,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             self.stats.bytes -= h.total_len() as u64;
         }
         self.slabs.unlink(id, hash);
-    }
-
-    /// Allocates a chunk for `len` bytes, evicting as needed; removals update floors, stats
-    /// and the HOT log.
-    pub(super) fn alloc(&mut self, len: usize, now: u32) -> Result<ItemId, AllocError> {
-        let (gen, oldest) = (self.gen, self.oldest_live);
-        let mut removed = std::mem::take(&mut self.removal_scratch);
-        removed.clear();
-        let dead = |h: &Header| Self::is_dead(h, now, gen, oldest);
-        let r = self.slabs.alloc(len, &dead, &mut |why, chunk| {
-            Self::log_removal(&mut removed, why, chunk);
-        });
-        self.absorb_removals(&removed, now);
-        self.removal_scratch = removed;
-        r
-    }
-
-    /// Serializes a removed item's essentials: why, header, key (the bytes die right after).
-    fn log_removal(out: &mut Vec<u8>, why: Removal, chunk: &[u8]) {
-        out.push(match why {
-            Removal::Evicted => 0,
-            Removal::Reclaimed => 1,
-            Removal::PageMoved => 2,
-        });
-        let floor = item_floor(chunk);
-        out.extend_from_slice(&floor.to_le_bytes());
-        out.extend_from_slice(&chunk[..item::HEADER_LEN]);
-        out.extend_from_slice(item::key(chunk));
-    }
-
-    fn absorb_removals(&mut self, log: &[u8], now: u32) {
-        let mut at = 0;
-        while at < log.len() {
-            let why = match log[at] {
-                0 => Removal::Evicted,
-                1 => Removal::Reclaimed,
-                _ => Removal::PageMoved,
-            };
-            let mut f = [0u8; 8];
-            f.copy_from_slice(&log[at + 1..at + 9]);
-            let floor = u64::from_le_bytes(f);
-            let hdr = &log[at + 9..at + 9 + item::HEADER_LEN];
-            let h = Header::read(hdr);
-            let kstart = at + 9 + item::HEADER_LEN;
-            let key = &log[kstart..kstart + h.klen as usize];
-            at = kstart + h.klen as usize;
-            let hash = khash(key);
-            if h.has(ITEM_HOT) {
-                self.hot_log.push(key.len() as u8);
-                self.hot_log.extend_from_slice(key);
-            }
-            if floor > 0 {
-                self.floors
-                    .record(hash, floor, now + self.cfg.tombstone_secs, now);
-            }
-            if h.has(ITEM_TOMBSTONE) {
-                self.stats.tombstones -= 1;
-            } else {
-                self.stats.bytes -= h.total_len() as u64;
-                match why {
-                    Removal::Evicted => {
-                        self.stats.evictions += 1;
-                        if !h.has(item::ITEM_FETCHED) {
-                            self.stats.evicted_unfetched += 1;
-                        }
-                    }
-                    Removal::Reclaimed => self.stats.reclaimed += 1,
-                    Removal::PageMoved => self.stats.slab_reassign_evictions += 1,
-                }
-            }
-            if let Some(log) = self.removal_log.as_mut() {
-                if !h.has(ITEM_TOMBSTONE) {
-                    log.push((why, key.to_vec()));
-                }
-            }
-        }
     }
 
     /// Writes a new item for `key` and links it in place of whatever the key has now.
@@ -454,68 +318,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         let f = item::read_iflag(chunk);
         if f & ITEM_REF == 0 {
             item::write_iflag(chunk, f | ITEM_REF);
-        }
-    }
-
-    /// `flush_all [delay]` with memcached's arithmetic (`realtime(delay) - 1`).
-    pub(super) fn flush(&mut self, oldest_live: u32, now: u32) {
-        self.oldest_live = oldest_live;
-        if oldest_live <= now {
-            // Immediate: a new generation kills every older item without touching it; memcached
-            // also spends a CAS id here, which keeps CAS sequences identical.
-            self.next_cas();
-            self.gen = self.gen.wrapping_add(1);
-            self.flushes_since_sweep += 1;
-            if self.flushes_since_sweep >= 128 {
-                self.sweep_generations(now);
-            }
-        }
-    }
-
-    /// Removes every item of an older generation so the 8-bit generation can wrap safely.
-    fn sweep_generations(&mut self, now: u32) {
-        let mut stale: Vec<(ItemId, u64)> = Vec::new();
-        let gen = self.gen;
-        self.slabs.for_each(&mut |id, chunk| {
-            if Header::read(chunk).gen != gen {
-                stale.push((id, khash(item::key(chunk))));
-            }
-        });
-        for (id, hash) in stale {
-            if item::read_iflag(self.slabs.chunk(id)) & ITEM_TOMBSTONE != 0 {
-                self.stats.tombstones -= 1;
-            }
-            self.remove_quiet(id, hash, now);
-        }
-        self.flushes_since_sweep = 0;
-    }
-
-    /// Drops every item whose vbucket `lost` says this node no longer owns (a node that lost
-    /// buckets must not serve them again if it later regains them). Returns the items dropped.
-    pub fn drop_vbuckets(&mut self, lost: &dyn Fn(u16) -> bool, now: u32) -> usize {
-        let mut doomed: Vec<(ItemId, u64)> = Vec::new();
-        self.slabs.for_each(&mut |id, chunk| {
-            let hash = khash(item::key(chunk));
-            if lost(crate::bucket::vbucket_of(hash)) {
-                doomed.push((id, hash));
-            }
-        });
-        let n = doomed.len();
-        for (id, hash) in doomed {
-            if item::read_iflag(self.slabs.chunk(id)) & ITEM_TOMBSTONE != 0 {
-                self.stats.tombstones -= 1;
-            }
-            self.remove_quiet(id, hash, now);
-        }
-        n
-    }
-
-    fn remove_quiet(&mut self, id: ItemId, hash: u64, now: u32) {
-        let tomb = item::read_iflag(self.slabs.chunk(id)) & ITEM_TOMBSTONE != 0;
-        if tomb {
-            self.slabs.unlink(id, hash);
-        } else {
-            self.remove(id, hash, now);
         }
     }
 }
