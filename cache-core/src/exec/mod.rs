@@ -14,7 +14,7 @@ use base64::Engine as _;
 use crate::{
     protocol::{
         encode::{self, num},
-        ErrorReply, Get, Request, Slabs, StoreCmd,
+        ErrorReply, Request, Slabs, StoreCmd,
     },
     store::{realtime, ArithOutcome, Key, LeaseGet, Mode, Store, StoreOutcome, Write},
 };
@@ -43,7 +43,7 @@ pub fn execute<B: AsRef<[u8]> + AsMut<[u8]>>(
     match req {
         Request::Get(g) => {
             for k in g.keys.iter() {
-                get_key(store, g, k, now, out);
+                get_key(store, g.cas, g.touch, k, now, out);
             }
             out.extend_from_slice(encode::END);
         }
@@ -185,19 +185,20 @@ fn store_reply(outcome: StoreOutcome, out: &mut Vec<u8>) {
 /// the reply with `END` after the last key.
 pub fn get_key<B: AsRef<[u8]> + AsMut<[u8]>>(
     store: &mut Store<B>,
-    g: &Get<'_>,
+    cas: bool,
+    touch: Option<i32>,
     key: &[u8],
     now: u32,
     out: &mut Vec<u8>,
 ) {
-    if let Some(id) = store.get(Key::new(key), g.touch, now) {
+    if let Some(id) = store.get(Key::new(key), touch, now) {
         let it = store.item(id);
         encode::value(
             out,
             it.key,
             it.header.flags,
             it.value,
-            g.cas.then_some(it.header.cas),
+            cas.then_some(it.header.cas),
         );
     }
 }

@@ -70,6 +70,33 @@ pub(super) fn fail<T>(consumed: usize, reply: ErrorReply, noreply: bool) -> Resu
     }))
 }
 
+/// `get <keys>` / `gets <keys>` without tokenizing: the prefix says it all, and the keys are
+/// validated as they are walked. Anything unusual (leading spaces, NUL, no key) takes the
+/// general path.
+pub(super) fn fast_get<'a>(p: &Parser, line: Line<'a>) -> Option<Result<Parsed<'a>, ParseError>> {
+    let t = line.text;
+    let (cas, rest) = if let Some(rest) = t.strip_prefix(b"get ") {
+        (false, rest)
+    } else {
+        (true, t.strip_prefix(b"gets ")?)
+    };
+    if rest.first().is_none_or(|&b| b == b' ') || memchr::memchr(0, rest).is_some() {
+        return None;
+    }
+    let keys = Keys::new(rest);
+    if keys.iter().any(|k| !p.key_ok(k)) {
+        return Some(fail(line.len, BAD_FORMAT, false));
+    }
+    Some(Ok(Parsed {
+        request: Request::Get(Get {
+            cas,
+            touch: None,
+            keys,
+        }),
+        consumed: line.len,
+    }))
+}
+
 fn get<'a>(
     p: &Parser,
     line: Line<'a>,

@@ -113,6 +113,15 @@ impl Parser {
             len: nl + 1,
             buf,
         };
+        // Too long even with its newline: refused the same way whether or not the newline
+        // arrived in the same read (memcached decides by read boundaries; we do not).
+        if nl > self.max_line && !(is_multi_read(buf) && nl <= self.max_get_line) {
+            return Err(line_too_long(line.len));
+        }
+        // The common case first: a plain `get`/`gets` needs no tokenizing.
+        if let Some(parsed) = classic::fast_get(self, line) {
+            return parsed;
+        }
         classic::dispatch(self, line)
     }
 
@@ -125,16 +134,34 @@ impl Parser {
             let lead = buf.iter().take_while(|&&b| b == b' ').count();
             &buf[lead..]
         };
-        let is_get = trimmed.starts_with(b"get ") || trimmed.starts_with(b"gets ");
-        if is_get && buf.len() <= self.max_get_line {
+        if is_multi_read(trimmed) && buf.len() <= self.max_get_line {
             return ParseError::Incomplete;
         }
-        ParseError::Invalid(Invalid {
-            reply: Some(ErrorReply::Client("line too long")),
-            consumed: buf.len(),
-            close: true,
-        })
+        line_too_long(buf.len())
     }
+}
+
+/// Multi-key reads may exceed `max_line` (up to `max_get_line`): memcached lets `get`/`gets`
+/// grow; kcache extends that to every multi-key read.
+fn is_multi_read(line: &[u8]) -> bool {
+    [
+        &b"get "[..],
+        b"gets ",
+        b"gat ",
+        b"gats ",
+        b"bget ",
+        b"lease-get ",
+    ]
+    .iter()
+    .any(|p| line.starts_with(p))
+}
+
+fn line_too_long(consumed: usize) -> ParseError {
+    ParseError::Invalid(Invalid {
+        reply: Some(ErrorReply::Client("line too long")),
+        consumed,
+        close: true,
+    })
 }
 
 /// One command line: its text without `\r\n`, its length with it, and the whole input.

@@ -224,3 +224,26 @@ fn errors_consume_the_right_amount() {
         }))
     );
 }
+
+#[test]
+fn long_lines_are_refused_whatever_the_read_boundaries() {
+    // A 2100-byte set line is refused with or without its newline, so the outcome cannot
+    // depend on how the bytes were split into reads.
+    let p = Parser::new();
+    let mut line = b"set k 0 0 1".to_vec();
+    line.resize(2100, b' ');
+    let without = p.parse(&line).err();
+    line.extend_from_slice(b"\r\nx\r\n");
+    let with = p.parse(&line).err();
+    for r in [without, with] {
+        assert!(
+            matches!(r, Some(ParseError::Invalid(Invalid { close: true, .. }))),
+            "{r:?}"
+        );
+    }
+    // multi-key reads may be longer, up to max_get_line
+    let keys: String = (0..300).map(|i| format!(" key{i:04}")).collect();
+    let get = format!("get{keys}\r\n");
+    assert!(get.len() > 2048);
+    assert!(p.parse(get.as_bytes()).is_ok());
+}
