@@ -373,6 +373,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
     /// `flush_all [delay]`.
     pub fn flush_all(&mut self, delay: i32, now: u32) {
         self.stats.cmd_flush += 1;
+        self.apply_flush(delay, now);
+    }
+
+    /// The effect of `flush_all` without counting a command (another shard took it).
+    pub fn apply_flush(&mut self, delay: i32, now: u32) {
         let new_oldest = if delay > 0 { realtime(delay, now) } else { now };
         self.flush(new_oldest.wrapping_sub(1), now);
     }

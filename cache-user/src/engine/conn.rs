@@ -1,0 +1,180 @@
+//! A client connection (or one UDP request): its unparsed input, and its replies, which must
+//! leave in request order even when some come back from other shards.
+//!
+//! Replies go straight into `out` while nothing is pending. Once a request waits on another
+//! shard, later replies queue up as slots behind it and move to `out` in order as the head slots
+//! complete.
+
+use std::collections::VecDeque;
+
+use cache_core::store::{slabs::ClassStats, Stats};
+
+use super::msg::ShardCounters;
+
+/// Where a UDP request came from and how its reply is framed.
+#[derive(Clone)]
+pub(crate) struct UdpPeer {
+    pub addr: libc::sockaddr_storage,
+    pub addr_len: libc::socklen_t,
+    pub request_id: u16,
+}
+
+/// What to append once all parts of a slot are in.
+pub(crate) enum Finish {
+    Nothing,
+    /// A multiget: `END\r\n`.
+    End,
+    /// `stats <args>`: format the gathered counters.
+    Stats(Vec<u8>),
+}
+
+/// One shard's answer to a `stats` request.
+pub(crate) type StatsPart = (Stats, Vec<ClassStats>, ShardCounters);
+
+pub(crate) struct Slot {
+    parts: Vec<Option<Vec<u8>>>,
+    pub stats: Vec<StatsPart>,
+    remaining: u32,
+    pub finish: Finish,
+}
+
+impl Slot {
+    pub(crate) fn ready(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+pub(crate) struct Conn {
+    /// The socket, or -1 for a UDP request.
+    pub fd: i32,
+    pub gen: u32,
+    pub udp: Option<UdpPeer>,
+    pub inbuf: Vec<u8>,
+    /// Bytes of a refused data block still to discard.
+    pub swallow: usize,
+    slots: VecDeque<Slot>,
+    head_seq: u64,
+    next_seq: u64,
+    pub out: Vec<u8>,
+    pub sending: Vec<u8>,
+    pub send_off: usize,
+    pub send_inflight: bool,
+    pub recv_armed: bool,
+    pub cancel_inflight: bool,
+    /// Input processing stopped until the client reads its replies.
+    pub paused: bool,
+    pub closing: bool,
+    pub close_after_flush: bool,
+}
+
+impl Conn {
+    pub(crate) fn new(fd: i32, gen: u32, udp: Option<UdpPeer>) -> Conn {
+        Conn {
+            fd,
+            gen,
+            udp,
+            inbuf: Vec::new(),
+            swallow: 0,
+            slots: VecDeque::new(),
+            head_seq: 0,
+            next_seq: 0,
+            out: Vec::new(),
+            sending: Vec::new(),
+            send_off: 0,
+            send_inflight: false,
+            recv_armed: false,
+            cancel_inflight: false,
+            paused: false,
+            closing: false,
+            close_after_flush: false,
+        }
+    }
+
+    /// The buffer the next locally computed reply goes into.
+    pub(crate) fn reply_buf(&mut self) -> &mut Vec<u8> {
+        if self.slots.is_empty() {
+            return &mut self.out;
+        }
+        let seq = self.open_slot(1, Finish::Nothing);
+        self.fill(seq, 0, Vec::new());
+        // The slot just pushed is ready and last; give out its part buffer.
+        match self
+            .slots
+            .back_mut()
+            .and_then(|s| s.parts.first_mut())
+            .and_then(Option::as_mut)
+        {
+            Some(buf) => buf,
+            None => &mut self.out,
+        }
+    }
+
+    /// Reserves a reply slot of `parts` parts; returns its sequence number.
+    pub(crate) fn open_slot(&mut self, parts: u32, finish: Finish) -> u64 {
+        if self.slots.is_empty() {
+            self.head_seq = self.next_seq;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.slots.push_back(Slot {
+            parts: (0..parts).map(|_| None).collect(),
+            stats: Vec::new(),
+            remaining: parts,
+            finish,
+        });
+        seq
+    }
+
+    fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
+        let i = seq.checked_sub(self.head_seq)?;
+        self.slots.get_mut(usize::try_from(i).ok()?)
+    }
+
+    /// Fills part `part` of slot `seq`.
+    pub(crate) fn fill(&mut self, seq: u64, part: u32, bytes: Vec<u8>) {
+        if let Some(s) = self.slot_mut(seq) {
+            if let Some(p) = s.parts.get_mut(part as usize) {
+                if p.is_none() {
+                    *p = Some(bytes);
+                    s.remaining -= 1;
+                }
+            }
+        }
+    }
+
+    /// Adds one shard's counters to a `stats` slot.
+    pub(crate) fn fill_stats(&mut self, seq: u64, part: u32, stats: StatsPart) {
+        if let Some(s) = self.slot_mut(seq) {
+            if let Some(p) = s.parts.get_mut(part as usize) {
+                if p.is_none() {
+                    *p = Some(Vec::new());
+                    s.remaining -= 1;
+                    s.stats.push(stats);
+                }
+            }
+        }
+    }
+
+    /// Moves every completed slot at the head into `out`; `finish` writes a slot's trailer.
+    pub(crate) fn drain_ready(&mut self, finish: &mut dyn FnMut(&Slot, &mut Vec<u8>)) {
+        while self.slots.front().is_some_and(Slot::ready) {
+            let Some(slot) = self.slots.pop_front() else {
+                break;
+            };
+            self.head_seq += 1;
+            for p in slot.parts.iter().flatten() {
+                self.out.extend_from_slice(p);
+            }
+            finish(&slot, &mut self.out);
+        }
+    }
+
+    pub(crate) fn pending(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
+    /// Bytes of replies held for this client (for backpressure and the memory figure).
+    pub(crate) fn held(&self) -> usize {
+        self.out.len() + self.sending.len() + self.inbuf.len()
+    }
+}

@@ -1,0 +1,242 @@
+//! The engine: one pinned thread per core, each with its own io_uring, store shard, slab arena,
+//! SO_REUSEPORT listener and UDP socket. A key belongs to one shard; a request for another
+//! shard's key travels by message and its reply comes back in the connection's order.
+
+mod bufring;
+mod conn;
+mod msg;
+mod route;
+mod shard;
+
+use std::{
+    net::SocketAddr,
+    os::fd::{AsRawFd, OwnedFd},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use anyhow::{anyhow, Context, Result};
+use cache_core::store::{slabs::ClassStats, Stats, Store, StoreConfig};
+use nix::sys::{
+    signal::{SigSet, Signal},
+    socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage},
+};
+
+use self::{conn::StatsPart, msg::Mailbox, shard::Shard};
+use crate::config::Config;
+
+/// What every shard thread shares: configuration, mailboxes, connection counts.
+pub(crate) struct Shared {
+    pub cfg: Config,
+    pub mailboxes: Vec<Mailbox>,
+    pub shutdown: AtomicBool,
+    pub curr_conns: AtomicU64,
+    pub total_conns: AtomicU64,
+    pub rejected_conns: AtomicU64,
+    pub started: u32,
+}
+
+impl Shared {
+    /// `stats <args>` from every shard's counters.
+    pub(crate) fn write_stats(
+        &self,
+        args: &[u8],
+        parts: &[StatsPart],
+        now: u32,
+        out: &mut Vec<u8>,
+    ) {
+        let mut total = Stats::default();
+        let mut classes: Vec<ClassStats> = Vec::new();
+        let (mut read, mut written) = (0, 0);
+        for (s, cls, counters) in parts {
+            total.add(s);
+            read += counters.bytes_read;
+            written += counters.bytes_written;
+            if classes.len() < cls.len() {
+                classes.resize(cls.len(), ClassStats::default());
+            }
+            for (sum, c) in classes.iter_mut().zip(cls) {
+                sum.chunk_size = c.chunk_size;
+                sum.chunks_per_page = c.chunks_per_page;
+                sum.pages += c.pages;
+                sum.used_chunks += c.used_chunks;
+                sum.free_chunks += c.free_chunks;
+                sum.evictions += c.evictions;
+                sum.reclaimed += c.reclaimed;
+                sum.pages_moved_out += c.pages_moved_out;
+            }
+        }
+        let p = crate::stats::Process {
+            pid: std::process::id(),
+            started: self.started,
+            threads: self.mailboxes.len(),
+            max_connections: self.cfg.max_connections,
+            curr_connections: self.curr_conns.load(Ordering::Relaxed),
+            total_connections: self.total_conns.load(Ordering::Relaxed),
+            rejected_connections: self.rejected_conns.load(Ordering::Relaxed),
+            tcp_port: self.cfg.port,
+            udp_port: self.cfg.udp_port,
+            listen: self.cfg.listen.clone(),
+            limit_maxbytes: (self.cfg.memory_mb as u64) << 20,
+            item_max: self.cfg.item_max,
+            growth_factor: self.cfg.growth_factor,
+            evictions_on: true,
+            bytes_read: read,
+            bytes_written: written,
+        };
+        if !crate::stats::write(args, &p, &total, &classes, now, out) {
+            out.extend_from_slice(b"ERROR\r\n");
+        }
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub(crate) fn serve(cfg: Config) -> Result<()> {
+    let n = cfg.threads_resolved();
+    // SAFETY: ignoring SIGPIPE installs no handler; sends also pass MSG_NOSIGNAL.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) }
+        .context("ignoring SIGPIPE")?;
+    let mut stop = SigSet::empty();
+    stop.add(Signal::SIGINT);
+    stop.add(Signal::SIGTERM);
+    // Threads inherit the mask, so only the waiter below ever receives these.
+    stop.thread_block().context("blocking SIGINT/SIGTERM")?;
+
+    let mailboxes = (0..n)
+        .map(|_| Mailbox::new())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        mailboxes,
+        shutdown: AtomicBool::new(false),
+        curr_conns: AtomicU64::new(0),
+        total_conns: AtomicU64::new(0),
+        rejected_conns: AtomicU64::new(0),
+        started: shard::unix_now(),
+    });
+
+    let tcp: SocketAddr = format!("{}:{}", cfg.listen, cfg.port)
+        .parse()
+        .or_else(|_| format!("[{}]:{}", cfg.listen, cfg.port).parse())
+        .with_context(|| format!("bad listen address {:?}", cfg.listen))?;
+    let per_shard = (cfg.memory_mb << 20) / n;
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut threads = Vec::new();
+    let mut memory = String::new();
+    for id in 0..n {
+        let listener = bind(tcp, SockType::Stream).with_context(|| format!("TCP {tcp}"))?;
+        let udp = if cfg.udp_port != 0 {
+            let mut a = tcp;
+            a.set_port(cfg.udp_port);
+            Some(bind(a, SockType::Datagram).with_context(|| format!("UDP {a}"))?)
+        } else {
+            None
+        };
+        let arena = crate::arena::allocate(per_shard)?;
+        if id == 0 {
+            memory = format!("{:?} huge pages, locked: {}", arena.huge, arena.locked);
+        }
+        let store_cfg = StoreConfig {
+            page_size: (1 << 20usize).max(cfg.item_max),
+            growth_factor: cfg.growth_factor,
+            index_capacity: per_shard / 128,
+            item_max: cfg.item_max,
+            cas_offset: id as u64,
+            cas_stride: n as u64,
+            tombstone_secs: cfg.tombstone_secs,
+            lease_secs: cfg.lease_secs,
+            ..StoreConfig::default()
+        };
+        let store = Store::new(arena.mem, store_cfg).map_err(|e| anyhow!("shard {id}: {e}"))?;
+        let shared = Arc::clone(&shared);
+        let core = cfg
+            .pin_threads
+            .then(|| cores.get(id % cores.len().max(1)).copied())
+            .flatten();
+        let t = std::thread::Builder::new()
+            .name(format!("kcache-shard-{id}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    if !core_affinity::set_for_current(core) {
+                        tracing::warn!(shard = id, "could not pin to core {:?}", core.id);
+                    }
+                }
+                let r =
+                    Shard::new(id, Arc::clone(&shared), store, listener, udp).and_then(Shard::run);
+                if let Err(e) = &r {
+                    tracing::error!(shard = id, "shard stopped: {e:#}");
+                    stop_all(&shared);
+                }
+                r
+            })?;
+        threads.push(t);
+    }
+    tracing::info!(
+        tcp = %tcp,
+        udp = cfg.udp_port,
+        threads = n,
+        memory_mb = cfg.memory_mb,
+        max_connections = cfg.max_connections,
+        arena = %memory,
+        "kcache {} listening",
+        cache_core::exec::VERSION
+    );
+
+    let waiter = {
+        let shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("kcache-signals".into())
+            .spawn(move || {
+                if let Ok(sig) = stop.wait() {
+                    tracing::info!("{sig:?}: shutting down");
+                }
+                stop_all(&shared);
+            })?
+    };
+    let mut first_err = None;
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(_) => {
+                first_err.get_or_insert(anyhow!("a shard thread panicked"));
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    // The signal thread is still waiting if the shards stopped on their own (an error path);
+    // it is detached with the process.
+    drop(waiter);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn stop_all(shared: &Shared) {
+    shared.shutdown.store(true, Ordering::Release);
+    for m in &shared.mailboxes {
+        m.wake();
+    }
+}
+
+/// A socket with SO_REUSEPORT bound to `addr` (listening, for TCP).
+fn bind(addr: SocketAddr, ty: SockType) -> Result<OwnedFd> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket::socket(family, ty, SockFlag::SOCK_CLOEXEC, None)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    socket::setsockopt(&fd, sockopt::ReusePort, &true)?;
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    if ty == SockType::Stream {
+        socket::listen(&fd, Backlog::new(1024).unwrap_or(Backlog::MAXCONN))?;
+    }
+    Ok(fd)
+}

@@ -1,0 +1,932 @@
+//! One shard: a pinned thread with its own io_uring, store, listener, UDP socket and
+//! connections. Nothing here is shared with other threads except the mailboxes.
+//!
+//! Every in-flight io_uring operation owns what it points at until its completion arrives: a
+//! receive owns nothing (the kernel picks a provided buffer), a send owns the connection's
+//! `sending` buffer (never touched while `send_inflight`), a UDP send owns its boxed `UdpOut`,
+//! the eventfd read owns `efd_buf`. A connection's slot is only freed once none of its
+//! operations is in flight.
+
+use std::{
+    os::fd::{AsRawFd, OwnedFd},
+    sync::{atomic::Ordering, Arc},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result};
+use cache_core::{
+    exec::{self, Action},
+    protocol::{encode, udp, ParseError, Parser, Request},
+    store::{Key, Store},
+};
+use io_uring::{cqueue, opcode, squeue, types::Fd, IoUring};
+use memmap2::MmapMut;
+
+use super::{
+    bufring::BufRing,
+    conn::{Conn, Finish, Slot, UdpPeer},
+    msg::{ConnRef, GetKind, Msg, ShardCounters},
+    route::{route, shard_of, Route},
+    Shared,
+};
+
+const OP_ACCEPT: u64 = 1;
+const OP_RECV: u64 = 2;
+const OP_SEND: u64 = 3;
+const OP_EVENTFD: u64 = 4;
+const OP_UDP_RECV: u64 = 5;
+const OP_UDP_SEND: u64 = 6;
+const OP_CANCEL: u64 = 7;
+
+/// Replies held for one client before its input is no longer read (backpressure).
+const OUT_LIMIT: usize = 4 << 20;
+const TCP_GROUP: u16 = 0;
+const UDP_GROUP: u16 = 1;
+const REJECT: &[u8] = b"SERVER_ERROR too many open connections\r\n";
+
+fn ud(op: u64, idx: u32, gen: u32) -> u64 {
+    (op << 56) | (u64::from(idx & 0x00ff_ffff) << 32) | u64::from(gen)
+}
+
+fn split(ud: u64) -> (u64, u32, u32) {
+    (ud >> 56, ((ud >> 32) & 0x00ff_ffff) as u32, ud as u32)
+}
+
+/// A UDP reply datagram in flight: the kernel reads all of this until the completion.
+struct UdpOut {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: libc::sockaddr_storage,
+    data: Vec<u8>,
+}
+
+pub(crate) struct Shard {
+    id: usize,
+    n: usize,
+    shared: Arc<Shared>,
+    ring: IoUring,
+    bufs: BufRing,
+    udp_bufs: Option<BufRing>,
+    store: Store<MmapMut>,
+    parser: Parser,
+    conns: Vec<Option<Conn>>,
+    gens: Vec<u32>,
+    free: Vec<u32>,
+    listener: OwnedFd,
+    udp: Option<OwnedFd>,
+    efd_buf: Box<[u8; 8]>,
+    udp_hdr: Box<libc::msghdr>,
+    udp_sends: Vec<Option<Box<UdpOut>>>,
+    udp_free: Vec<u32>,
+    counters: ShardCounters,
+    dirty: Vec<u32>,
+    cqes: Vec<cqueue::Entry>,
+    now: u32,
+    stopping: bool,
+}
+
+pub(crate) fn unix_now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32)
+}
+
+impl Shard {
+    pub(crate) fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        store: Store<MmapMut>,
+        listener: OwnedFd,
+        udp: Option<OwnedFd>,
+    ) -> Result<Shard> {
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(4096)
+            .context("creating io_uring (needs Linux 6.1+ with io_uring enabled)")?;
+        let bufs = BufRing::new(&ring, TCP_GROUP, 256, 16 << 10).context("TCP buffer ring")?;
+        let udp_bufs = match udp {
+            Some(_) => Some(BufRing::new(&ring, UDP_GROUP, 128, 4 << 10).context("UDP buffers")?),
+            None => None,
+        };
+        // SAFETY: msghdr is plain old data; all-zero is its documented empty value.
+        let mut udp_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        udp_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+        let parser = Parser::new().item_max(shared.cfg.item_max);
+        let ring_bytes = bufs.bytes() + udp_bufs.as_ref().map_or(0, BufRing::bytes);
+        tracing::debug!(shard = id, ring_bytes, "receive buffers registered");
+        Ok(Shard {
+            id,
+            n: shared.mailboxes.len(),
+            shared,
+            ring,
+            bufs,
+            udp_bufs,
+            store,
+            parser,
+            conns: Vec::new(),
+            gens: Vec::new(),
+            free: Vec::new(),
+            listener,
+            udp,
+            efd_buf: Box::new([0; 8]),
+            udp_hdr,
+            udp_sends: Vec::new(),
+            udp_free: Vec::new(),
+            counters: ShardCounters::default(),
+            dirty: Vec::new(),
+            cqes: Vec::with_capacity(1024),
+            now: unix_now(),
+            stopping: false,
+        })
+    }
+
+    fn push(&mut self, e: squeue::Entry) {
+        loop {
+            // SAFETY: every entry built in this file points only at memory that outlives the
+            // operation (see the module docs); the ring copies the entry itself.
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                return;
+            }
+            // Queue full: hand what we have to the kernel and retry.
+            let _ = self.ring.submit();
+        }
+    }
+
+    fn arm_accept(&mut self) {
+        let e = opcode::AcceptMulti::new(Fd(self.listener.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(ud(OP_ACCEPT, 0, 0));
+        self.push(e);
+    }
+
+    fn arm_eventfd(&mut self) {
+        let fd = self.shared.mailboxes[self.id].efd();
+        let e = opcode::Read::new(Fd(fd), self.efd_buf.as_mut_ptr(), 8)
+            .build()
+            .user_data(ud(OP_EVENTFD, 0, 0));
+        self.push(e);
+    }
+
+    fn arm_udp(&mut self) {
+        if let Some(sock) = &self.udp {
+            let e = opcode::RecvMsgMulti::new(Fd(sock.as_raw_fd()), &*self.udp_hdr, UDP_GROUP)
+                .build()
+                .user_data(ud(OP_UDP_RECV, 0, 0));
+            self.push(e);
+        }
+    }
+
+    fn arm_recv(&mut self, idx: u32) {
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return;
+        };
+        if c.recv_armed || c.closing || c.paused {
+            return;
+        }
+        c.recv_armed = true;
+        let e = opcode::RecvMulti::new(Fd(c.fd), TCP_GROUP)
+            .build()
+            .user_data(ud(OP_RECV, idx, c.gen));
+        self.push(e);
+    }
+
+    /// The event loop; returns when the server shuts down.
+    pub(crate) fn run(mut self) -> Result<()> {
+        self.arm_accept();
+        self.arm_eventfd();
+        self.arm_udp();
+        let mailbox = Arc::clone(&self.shared);
+        loop {
+            self.now = unix_now();
+            while let Some(m) = mailbox.mailboxes[self.id].pop() {
+                self.handle_msg(m);
+            }
+            self.flush_dirty();
+            if self.shared.shutdown.load(Ordering::Acquire) && !self.stopping {
+                self.begin_stop();
+            }
+            if self.stopping && self.conns.iter().all(Option::is_none) && self.udp_in_flight() == 0
+            {
+                return Ok(());
+            }
+            let sleep = mailbox.mailboxes[self.id].prepare_sleep();
+            let r = self.ring.submit_and_wait(usize::from(sleep));
+            mailbox.mailboxes[self.id].awake();
+            if let Err(e) = r {
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) {
+                    return Err(e).context("io_uring_enter");
+                }
+            }
+            let mut cqes = std::mem::take(&mut self.cqes);
+            cqes.extend(self.ring.completion());
+            for cqe in cqes.drain(..) {
+                self.complete(cqe);
+            }
+            self.cqes = cqes;
+            self.bufs.publish();
+            if let Some(b) = &self.udp_bufs {
+                b.publish();
+            }
+        }
+    }
+
+    fn udp_in_flight(&self) -> usize {
+        self.udp_sends.iter().filter(|s| s.is_some()).count()
+    }
+
+    fn begin_stop(&mut self) {
+        self.stopping = true;
+        // Stop listening: the multishot accept ends when the socket shuts down.
+        // SAFETY: shutdown(2) on a socket we own; no memory is involved.
+        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
+        for idx in 0..self.conns.len() as u32 {
+            self.begin_close(idx);
+        }
+    }
+
+    fn complete(&mut self, cqe: cqueue::Entry) {
+        let (op, idx, gen) = split(cqe.user_data());
+        let res = cqe.result();
+        let flags = cqe.flags();
+        match op {
+            OP_ACCEPT => {
+                if res >= 0 {
+                    self.accepted(res);
+                }
+                if !cqueue::more(flags) && !self.stopping {
+                    self.arm_accept();
+                }
+            }
+            OP_RECV => self.received(idx, gen, res, flags),
+            OP_SEND => self.sent(idx, gen, res),
+            OP_EVENTFD if !self.stopping || !self.shared.shutdown.load(Ordering::Acquire) => {
+                self.arm_eventfd();
+            }
+            OP_UDP_RECV => {
+                if res >= 0 {
+                    if let Some(bid) = cqueue::buffer_select(flags) {
+                        self.udp_datagram(bid, res as usize);
+                    }
+                }
+                if !cqueue::more(flags) && !self.stopping {
+                    self.arm_udp();
+                }
+            }
+            OP_UDP_SEND => {
+                if let Some(s) = self.udp_sends.get_mut(idx as usize) {
+                    *s = None;
+                    self.udp_free.push(idx);
+                }
+            }
+            OP_CANCEL => {
+                if let Some(c) = self.conn(idx, gen) {
+                    c.cancel_inflight = false;
+                    self.try_finish(idx);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn accepted(&mut self, fd: i32) {
+        let shared = &self.shared;
+        let max = shared.cfg.max_connections as u64;
+        if self.stopping || shared.curr_conns.load(Ordering::Relaxed) >= max {
+            shared.rejected_conns.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: `fd` is a freshly accepted socket we own; the buffer outlives the call.
+            unsafe {
+                libc::send(
+                    fd,
+                    REJECT.as_ptr().cast(),
+                    REJECT.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                );
+                libc::close(fd);
+            }
+            return;
+        }
+        shared.curr_conns.fetch_add(1, Ordering::Relaxed);
+        shared.total_conns.fetch_add(1, Ordering::Relaxed);
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt with a pointer to a live c_int of the size passed.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            );
+        }
+        let idx = self.alloc_conn(fd, None);
+        self.arm_recv(idx);
+    }
+
+    fn alloc_conn(&mut self, fd: i32, udp: Option<UdpPeer>) -> u32 {
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.conns.push(None);
+                self.gens.push(0);
+                (self.conns.len() - 1) as u32
+            }
+        };
+        self.gens[idx as usize] = self.gens[idx as usize].wrapping_add(1);
+        self.conns[idx as usize] = Some(Conn::new(fd, self.gens[idx as usize], udp));
+        idx
+    }
+
+    fn conn(&mut self, idx: u32, gen: u32) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(idx as usize)?
+            .as_mut()
+            .filter(|c| c.gen == gen)
+    }
+
+    fn received(&mut self, idx: u32, gen: u32, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        let bid = cqueue::buffer_select(flags);
+        let Some(c) = self
+            .conns
+            .get_mut(idx as usize)
+            .and_then(Option::as_mut)
+            .filter(|c| c.gen == gen)
+        else {
+            if let Some(bid) = bid {
+                self.bufs.push(bid);
+            }
+            return;
+        };
+        if !more {
+            c.recv_armed = false;
+        }
+        if res > 0 {
+            if let Some(bid) = bid {
+                c.inbuf.extend_from_slice(self.bufs.buf(bid, res as usize));
+                self.bufs.push(bid);
+            }
+            self.counters.bytes_read += res as u64;
+            self.process_input(idx);
+        } else if let Some(bid) = bid {
+            self.bufs.push(bid);
+        }
+        let Some(c) = self.conn(idx, gen) else { return };
+        if res == 0 || (res < 0 && res != -libc::ENOBUFS && res != -libc::ECANCELED) {
+            // EOF or a socket error: the client is gone.
+            c.recv_armed = false;
+            self.begin_close(idx);
+        } else if !c.recv_armed && !c.closing && !c.paused {
+            self.arm_recv(idx);
+        }
+        self.try_finish(idx);
+    }
+
+    fn sent(&mut self, idx: u32, gen: u32, res: i32) {
+        if res > 0 {
+            self.counters.bytes_written += res as u64;
+        }
+        let Some(c) = self.conn(idx, gen) else { return };
+        c.send_inflight = false;
+        if res < 0 {
+            c.sending.clear();
+            c.send_off = 0;
+            self.begin_close(idx);
+            self.try_finish(idx);
+            return;
+        }
+        c.send_off += res as usize;
+        if c.send_off >= c.sending.len() {
+            c.sending.clear();
+            c.send_off = 0;
+        }
+        if c.paused && c.held() < OUT_LIMIT / 2 {
+            c.paused = false;
+            self.process_input(idx);
+            self.arm_recv(idx);
+        }
+        self.dirty.push(idx);
+        self.try_finish(idx);
+    }
+
+    /// Starts a send for every connection with output waiting and none in flight.
+    fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &idx in &dirty {
+            let Some(c) = self.conns.get_mut(idx as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            if c.fd < 0 || c.send_inflight {
+                continue;
+            }
+            if c.sending.is_empty() && !c.out.is_empty() {
+                std::mem::swap(&mut c.sending, &mut c.out);
+                c.send_off = 0;
+            }
+            if c.send_off < c.sending.len() {
+                c.send_inflight = true;
+                let rest = &c.sending[c.send_off..];
+                let e = opcode::Send::new(Fd(c.fd), rest.as_ptr(), rest.len() as u32)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+                    .user_data(ud(OP_SEND, idx, c.gen));
+                self.push(e);
+            } else if c.close_after_flush {
+                self.begin_close(idx);
+                self.try_finish(idx);
+            }
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    fn begin_close(&mut self, idx: u32) {
+        let Some(c) = self.conns.get_mut(idx as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        c.closing = true;
+        if c.recv_armed && c.fd >= 0 {
+            // Ends the multishot receive with a 0-byte completion.
+            // SAFETY: shutdown(2) on a socket this connection owns.
+            unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
+        }
+    }
+
+    /// Frees a closing connection once nothing of it is in flight.
+    fn try_finish(&mut self, idx: u32) {
+        let Some(c) = self.conns.get_mut(idx as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if !c.closing || c.recv_armed || c.send_inflight || c.cancel_inflight {
+            return;
+        }
+        if c.fd >= 0 {
+            // SAFETY: the connection owns `fd` and no operation on it is in flight.
+            unsafe { libc::close(c.fd) };
+            self.shared.curr_conns.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.conns[idx as usize] = None;
+        self.free.push(idx);
+    }
+
+    /// Parses and runs every whole request in the connection's input.
+    fn process_input(&mut self, idx: u32) {
+        let Some(c) = self.conns.get_mut(idx as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if c.closing || c.close_after_flush {
+            return;
+        }
+        let gen = c.gen;
+        let input = std::mem::take(&mut c.inbuf);
+        let mut at = 0;
+        loop {
+            let Some(c) = self.conn(idx, gen) else { return };
+            if c.swallow > 0 {
+                let n = c.swallow.min(input.len() - at);
+                c.swallow -= n;
+                at += n;
+            }
+            if at == input.len() || c.held() > OUT_LIMIT {
+                break;
+            }
+            match self.parser.parse(&input[at..]) {
+                Ok(p) => {
+                    let avail = input.len() - at;
+                    let raw = &input[at..at + p.consumed.min(avail)];
+                    let stop = self.dispatch(idx, gen, &p.request, raw);
+                    let Some(c) = self.conn(idx, gen) else { return };
+                    if p.consumed > avail {
+                        c.swallow = p.consumed - avail;
+                        at = input.len();
+                    } else {
+                        at += p.consumed;
+                    }
+                    if stop {
+                        c.close_after_flush = true;
+                        break;
+                    }
+                }
+                Err(ParseError::Incomplete) => break,
+                Err(ParseError::Invalid(bad)) => {
+                    let avail = input.len() - at;
+                    let c = match self.conn(idx, gen) {
+                        Some(c) => c,
+                        None => return,
+                    };
+                    if let Some(reply) = bad.reply {
+                        reply.write(c.reply_buf());
+                    }
+                    if bad.consumed > avail {
+                        c.swallow = bad.consumed - avail;
+                        at = input.len();
+                    } else {
+                        at += bad.consumed;
+                    }
+                    if bad.close {
+                        c.close_after_flush = true;
+                        break;
+                    }
+                }
+            }
+        }
+        let Some(c) = self.conn(idx, gen) else { return };
+        let mut input = input;
+        input.drain(..at);
+        // Anything that arrived meanwhile (nothing can: we run on one thread) goes after.
+        input.extend_from_slice(&c.inbuf);
+        c.inbuf = input;
+        if c.held() > OUT_LIMIT && c.recv_armed && !c.paused {
+            c.paused = true;
+            c.cancel_inflight = true;
+            let target = ud(OP_RECV, idx, gen);
+            let e = opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(ud(OP_CANCEL, idx, gen));
+            self.push(e);
+        }
+        self.after_output(idx, gen);
+    }
+
+    /// Queues the connection for sending (TCP) or answers the datagram (UDP) when ready.
+    fn after_output(&mut self, idx: u32, gen: u32) {
+        let Some(c) = self.conn(idx, gen) else { return };
+        if c.udp.is_some() {
+            if !c.pending() {
+                self.finish_udp(idx);
+            }
+            return;
+        }
+        if !c.out.is_empty() || c.close_after_flush {
+            self.dirty.push(idx);
+        }
+    }
+
+    /// Runs one request; returns true when the connection must close after its replies.
+    fn dispatch(&mut self, idx: u32, gen: u32, req: &Request<'_>, raw: &[u8]) -> bool {
+        let me = ConnRef {
+            shard: self.id,
+            idx,
+            gen,
+        };
+        match route(req, self.id, self.n) {
+            Route::Local => {
+                let Some(c) = self.conns[idx as usize].as_mut() else {
+                    return true;
+                };
+                let out = c.reply_buf();
+                match exec::execute(&mut self.store, req, self.now, out) {
+                    Action::Done => false,
+                    Action::Close => true,
+                    Action::Stats => false,
+                }
+            }
+            Route::Shard(s) => {
+                if let Request::TooLarge { key, reply, .. } = req {
+                    // The data block never arrives whole: answer here, drop the key there.
+                    self.shared.mailboxes[s].send(Msg::DropKey { key: key.to_vec() });
+                    if *reply {
+                        if let Some(c) = self.conns[idx as usize].as_mut() {
+                            cache_core::protocol::ErrorReply::Server("object too large for cache")
+                                .write(c.reply_buf());
+                        }
+                    }
+                    return false;
+                }
+                let Some(c) = self.conns[idx as usize].as_mut() else {
+                    return true;
+                };
+                let seq = c.open_slot(1, Finish::Nothing);
+                self.shared.mailboxes[s].send(Msg::Exec {
+                    to: me,
+                    seq,
+                    part: 0,
+                    bytes: raw.to_vec(),
+                });
+                matches!(req, Request::Quit)
+            }
+            Route::Split => {
+                self.split_get(idx, me, req);
+                false
+            }
+            Route::All => {
+                if let Request::FlushAll { delay, .. } = req {
+                    for s in 0..self.n {
+                        if s != self.id {
+                            self.shared.mailboxes[s].send(Msg::Flush { delay: *delay });
+                        }
+                    }
+                }
+                let Some(c) = self.conns[idx as usize].as_mut() else {
+                    return true;
+                };
+                exec::execute(&mut self.store, req, self.now, c.reply_buf());
+                false
+            }
+            Route::Stats => {
+                let args = match req {
+                    Request::Stats(a) => a.to_vec(),
+                    _ => Vec::new(),
+                };
+                let Some(c) = self.conns[idx as usize].as_mut() else {
+                    return true;
+                };
+                let seq = c.open_slot(self.n as u32, Finish::Stats(args));
+                for s in 0..self.n {
+                    if s == self.id {
+                        let part = self.stats_part();
+                        if let Some(c) = self.conns[idx as usize].as_mut() {
+                            c.fill_stats(seq, s as u32, part);
+                        }
+                    } else {
+                        self.shared.mailboxes[s].send(Msg::StatsReq {
+                            to: me,
+                            seq,
+                            part: s as u32,
+                        });
+                    }
+                }
+                self.drain(idx, gen);
+                false
+            }
+        }
+    }
+
+    /// A multiget whose keys live on several shards: one part per run of keys with the same
+    /// owner, gathered in key order, then `END`.
+    fn split_get(&mut self, idx: u32, me: ConnRef, req: &Request<'_>) {
+        let (keys, kind): (Vec<&[u8]>, GetKind) = match req {
+            Request::Get(g) => (
+                g.keys.iter().collect(),
+                GetKind::Get {
+                    cas: g.cas,
+                    touch: g.touch,
+                },
+            ),
+            Request::LeaseGet(k) => (k.iter().collect(), GetKind::Lease),
+            _ => return,
+        };
+        let mut runs: Vec<(usize, Vec<u8>)> = Vec::new();
+        for k in keys {
+            let s = shard_of(k, self.n);
+            match runs.last_mut() {
+                Some((owner, text)) if *owner == s => {
+                    text.push(b' ');
+                    text.extend_from_slice(k);
+                }
+                _ => runs.push((s, k.to_vec())),
+            }
+        }
+        let Some(c) = self.conns[idx as usize].as_mut() else {
+            return;
+        };
+        let seq = c.open_slot(runs.len() as u32, Finish::End);
+        for (part, (s, text)) in runs.into_iter().enumerate() {
+            if s == self.id {
+                let out = run_keys(&mut self.store, kind, &text, self.now);
+                if let Some(c) = self.conns[idx as usize].as_mut() {
+                    c.fill(seq, part as u32, out);
+                }
+            } else {
+                self.shared.mailboxes[s].send(Msg::GetKeys {
+                    to: me,
+                    seq,
+                    part: part as u32,
+                    kind,
+                    keys: text,
+                });
+            }
+        }
+        self.drain(idx, me.gen);
+    }
+
+    fn stats_part(&self) -> super::conn::StatsPart {
+        (
+            self.store.stats(),
+            self.store.slabs().class_stats(),
+            self.counters,
+        )
+    }
+
+    fn handle_msg(&mut self, m: Msg) {
+        match m {
+            Msg::Exec {
+                to,
+                seq,
+                part,
+                bytes,
+            } => {
+                let mut out = Vec::new();
+                match self.parser.parse(&bytes) {
+                    Ok(p) => {
+                        exec::execute(&mut self.store, &p.request, self.now, &mut out);
+                    }
+                    Err(_) => {
+                        cache_core::protocol::ErrorReply::Server("internal routing error")
+                            .write(&mut out);
+                    }
+                }
+                self.reply(to, seq, part, out);
+            }
+            Msg::GetKeys {
+                to,
+                seq,
+                part,
+                kind,
+                keys,
+            } => {
+                let out = run_keys(&mut self.store, kind, &keys, self.now);
+                self.reply(to, seq, part, out);
+            }
+            Msg::DropKey { key } => self.store.drop_key(Key::new(&key), self.now),
+            Msg::Flush { delay } => self.store.apply_flush(delay, self.now),
+            Msg::StatsReq { to, seq, part } => {
+                let stats = Box::new(self.stats_part());
+                self.shared.mailboxes[to.shard].send(Msg::StatsPart {
+                    to,
+                    seq,
+                    part,
+                    stats,
+                });
+            }
+            Msg::Reply {
+                to,
+                seq,
+                part,
+                bytes,
+            } => {
+                if let Some(c) = self.conn(to.idx, to.gen) {
+                    c.fill(seq, part, bytes);
+                    self.drain(to.idx, to.gen);
+                }
+            }
+            Msg::StatsPart {
+                to,
+                seq,
+                part,
+                stats,
+            } => {
+                if let Some(c) = self.conn(to.idx, to.gen) {
+                    c.fill_stats(seq, part, *stats);
+                    self.drain(to.idx, to.gen);
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, to: ConnRef, seq: u64, part: u32, bytes: Vec<u8>) {
+        if to.shard == self.id {
+            self.handle_msg(Msg::Reply {
+                to,
+                seq,
+                part,
+                bytes,
+            });
+        } else {
+            self.shared.mailboxes[to.shard].send(Msg::Reply {
+                to,
+                seq,
+                part,
+                bytes,
+            });
+        }
+    }
+
+    /// Moves completed replies to the output and lets the connection go on.
+    fn drain(&mut self, idx: u32, gen: u32) {
+        let shared = Arc::clone(&self.shared);
+        let now = self.now;
+        let Some(c) = self.conn(idx, gen) else { return };
+        c.drain_ready(&mut |slot: &Slot, out: &mut Vec<u8>| finish_slot(&shared, slot, now, out));
+        self.after_output(idx, gen);
+    }
+
+    fn udp_datagram(&mut self, bid: u16, len: usize) {
+        let Some(bufs) = self.udp_bufs.as_mut() else {
+            return;
+        };
+        let buf = bufs.buf(bid, len);
+        let parsed = io_uring::types::RecvMsgOut::parse(buf, &self.udp_hdr);
+        let Ok(msg) = parsed else {
+            bufs.push(bid);
+            return;
+        };
+        self.counters.bytes_read += msg.payload_data().len() as u64;
+        let frame = udp::decode_request(msg.payload_data()).map(|(h, p)| (h, p.to_vec()));
+        // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let name = msg.name_data();
+        let n = name
+            .len()
+            .min(std::mem::size_of::<libc::sockaddr_storage>());
+        // SAFETY: copying `n` bytes into a sockaddr_storage, which is at least `n` bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                name.as_ptr(),
+                (&mut addr as *mut libc::sockaddr_storage).cast::<u8>(),
+                n,
+            );
+        }
+        bufs.push(bid);
+        // A short or multi-datagram request is dropped without a word, as memcached does.
+        let Ok((header, payload)) = frame else { return };
+        let peer = UdpPeer {
+            addr,
+            addr_len: n as u32,
+            request_id: header.request_id,
+        };
+        let idx = self.alloc_conn(-1, Some(peer));
+        if let Some(c) = self.conns[idx as usize].as_mut() {
+            c.inbuf = payload;
+        }
+        self.process_input(idx);
+    }
+
+    /// Sends a UDP request's reply, cut into framed datagrams, and forgets the request.
+    fn finish_udp(&mut self, idx: u32) {
+        let Some(c) = self.conns.get_mut(idx as usize).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(idx);
+        let (Some(peer), Some(sock)) = (c.udp, self.udp.as_ref().map(AsRawFd::as_raw_fd)) else {
+            return;
+        };
+        let mut out = c.out;
+        if udp::datagrams_for(out.len()).is_err() {
+            out.clear();
+            cache_core::protocol::ErrorReply::Server("reply too large for UDP").write(&mut out);
+        }
+        let mut grams: Vec<Vec<u8>> = Vec::new();
+        let _ = udp::split_reply(peer.request_id, &out, |d| grams.push(d.to_vec()));
+        for data in grams {
+            self.counters.bytes_written += data.len() as u64;
+            self.send_datagram(sock, &peer, data);
+        }
+    }
+
+    fn send_datagram(&mut self, sock: i32, peer: &UdpPeer, data: Vec<u8>) {
+        // SAFETY: msghdr is plain old data; all-zero is its empty value.
+        let hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        let mut o = Box::new(UdpOut {
+            hdr,
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+            addr: peer.addr,
+            data,
+        });
+        o.iov = libc::iovec {
+            iov_base: o.data.as_mut_ptr().cast(),
+            iov_len: o.data.len(),
+        };
+        o.hdr.msg_name = (&mut o.addr as *mut libc::sockaddr_storage).cast();
+        o.hdr.msg_namelen = peer.addr_len;
+        o.hdr.msg_iov = &mut o.iov;
+        o.hdr.msg_iovlen = 1;
+        let slot = match self.udp_free.pop() {
+            Some(s) => s,
+            None => {
+                self.udp_sends.push(None);
+                (self.udp_sends.len() - 1) as u32
+            }
+        };
+        let e = opcode::SendMsg::new(Fd(sock), &o.hdr)
+            .build()
+            .user_data(ud(OP_UDP_SEND, slot, 0));
+        // The box keeps every pointer above valid until the completion frees it.
+        self.udp_sends[slot as usize] = Some(o);
+        self.push(e);
+    }
+}
+
+/// Runs the keys of one multiget part and returns their `VALUE` blocks (or lease replies).
+fn run_keys(store: &mut Store<MmapMut>, kind: GetKind, keys: &[u8], now: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for k in keys.split(|&b| b == b' ').filter(|k| !k.is_empty()) {
+        match kind {
+            GetKind::Get { cas, touch } => exec::get_key(store, cas, touch, k, now, &mut out),
+            GetKind::Lease => exec::lease_key(store, k, now, &mut out),
+        }
+    }
+    out
+}
+
+/// Writes a slot's trailer: `END` for a multiget, the formatted counters for `stats`.
+fn finish_slot(shared: &Shared, slot: &Slot, now: u32, out: &mut Vec<u8>) {
+    match &slot.finish {
+        Finish::Nothing => {}
+        Finish::End => out.extend_from_slice(encode::END),
+        Finish::Stats(args) => shared.write_stats(args, &slot.stats, now, out),
+    }
+}
