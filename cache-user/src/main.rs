@@ -1,41 +1,62 @@
-//! `kcache`: the kcache binary. For now, tools around the bucket map; the server arrives with the
-//! server issue.
+//! `kcache`: the kcache binary. `kcache serve` runs the cache; `bucket` and `version` are tools
+//! around the bucket map.
 
-use std::{ffi::OsString, path::PathBuf};
+use std::io::IsTerminal;
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{anyhow, Result};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
 
+use crate::{
+    cli::{Cli, Command},
+    config::Config,
+};
+
+mod arena;
 mod bucket;
-
-/// kcache: a memcached-compatible cache.
-#[derive(Debug, Parser)]
-#[command(name = "kcache", version)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Debug, Subcommand)]
-enum Cmd {
-    /// Print each key's vbucket and hash; with --map, the owners from a bucket map file.
-    Bucket {
-        /// Bucket map in text form (`epoch N`, then `node <id> <ranges>` lines).
-        #[arg(long)]
-        map: Option<PathBuf>,
-        /// Keys to locate.
-        #[arg(required_unless_present = "map")]
-        keys: Vec<OsString>,
-    },
-    /// Print the version and the XDP layout version.
-    Version,
-}
+mod cli;
+mod config;
+mod engine;
+mod stats;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let mut out = std::io::stdout().lock();
-    match cli.cmd {
-        Cmd::Bucket { map, keys } => bucket::run(&mut out, map.as_deref(), &keys),
-        Cmd::Version => bucket::version(&mut out),
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = Config::load(&args)?;
+            init_logs(&cfg.log)?;
+            tracing::info!(
+                version = cache_core::exec::VERSION,
+                config = ?args.config,
+                port = cfg.port,
+                udp_port = cfg.udp_port,
+                listen = %cfg.listen,
+                memory_mb = cfg.memory_mb,
+                max_connections = cfg.max_connections,
+                threads = cfg.threads_resolved(),
+                item_max = cfg.item_max,
+                pin_threads = cfg.pin_threads,
+                growth_factor = cfg.growth_factor,
+                tombstone_secs = cfg.tombstone_secs,
+                lease_secs = cfg.lease_secs,
+                "kcache starting"
+            );
+            engine::serve(cfg)
+        }
+        Command::Bucket { map, keys } => {
+            bucket::run(&mut std::io::stdout().lock(), map.as_deref(), &keys)
+        }
+        Command::Version => bucket::version(&mut std::io::stdout().lock()),
     }
+}
+
+/// Structured logs to stderr, filtered by `filter` (already checked by [`Config::validate`]);
+/// colours only on a terminal, so log files and journald get plain text.
+fn init_logs(filter: &str) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(filter)?)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init()
+        .map_err(|e| anyhow!("starting the logger: {e}"))
 }

@@ -112,3 +112,84 @@ fn version_names_the_layout() {
         format!("kcache {} (xdp layout 1)\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn serve_help_mentions_every_flag() {
+    let help = stdout(&["serve", "--help"]);
+    for flag in [
+        "-p, --port <PORT>",
+        "-U, --udp-port <PORT>",
+        "-l, --listen <ADDR>",
+        "-m, --memory-limit <MB>",
+        "-c, --conn-limit <N>",
+        "-t, --threads <N>",
+        "-I, --max-item-size <SIZE>",
+        "--config <FILE>",
+        "--log <FILTER>",
+        "--no-pin",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    // The defaults are stated, memcached's among them.
+    for default in [
+        "[default: 11211]",
+        "[default: 0]",
+        "[default: 127.0.0.1]",
+        "[default: 64]",
+        "[default: 1024]",
+        "[default: one per core]",
+        "[default: 1m]",
+        "[default: info]",
+    ] {
+        assert!(help.contains(default), "{default} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn serve_refuses_bad_item_sizes() {
+    for (arg, why) in [
+        // Below and above memcached's bounds.
+        ("--max-item-size=512", "below the 1k minimum"),
+        ("--max-item-size=1023", "below the 1k minimum"),
+        ("--max-item-size=1025m", "above the 1024m maximum"),
+        ("--max-item-size=2g", "above the 1024m maximum"),
+        // Not sizes at all.
+        ("--max-item-size=1.5m", "is not a size"),
+        ("--max-item-size=abc", "is not a size"),
+        ("--max-item-size=-1", "is not a size"),
+        ("--max-item-size=", "empty size"),
+        // The short form says the same.
+        ("-I512", "below the 1k minimum"),
+    ] {
+        let out = kcache(&["serve", arg]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        // A usage error, naming the flag and the reason; the server never starts.
+        assert_eq!(out.status.code(), Some(2), "{arg}: {err}");
+        assert!(err.contains("--max-item-size"), "{arg}: {err}");
+        assert!(err.contains(why), "{arg}: {err}");
+    }
+}
+
+#[test]
+fn serve_refuses_bad_config_naming_the_key() {
+    let bad = Scratch::new("bad.toml", "port = 11311\nmemroy_mb = 128\n");
+    let out = kcache(&["serve", "--config", bad.path()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `memroy_mb`"), "{err}");
+    assert!(err.contains(bad.path()), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+    // A known key with a bad value is named too.
+    let bad = Scratch::new("bad-size.toml", "item_max = \"1.5m\"\n");
+    let err =
+        String::from_utf8_lossy(&kcache(&["serve", "--config", bad.path()]).stderr).into_owned();
+    assert!(
+        err.contains("item_max") && err.contains("is not a size"),
+        "{err}"
+    );
+    // So is a value the bounds refuse, after flags are applied.
+    let small = Scratch::new("small.toml", "memory_mb = 64\nthreads = 64\n");
+    let err =
+        String::from_utf8_lossy(&kcache(&["serve", "--config", small.path()]).stderr).into_owned();
+    assert!(err.contains("use -m 128 or more, -t 32 or fewer"), "{err}");
+}

@@ -1,0 +1,171 @@
+//! The command line: `kcache serve` with memcached's flags where they mean the same thing, and the
+//! `bucket` and `version` tools.
+//!
+//! Every `serve` flag is optional so that a value from `--config` applies unless the flag is given;
+//! the defaults shown in `--help` are those of the embedded `default.toml` (see [`crate::config`]).
+
+use std::{ffi::OsString, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config;
+
+/// kcache: a memcached-compatible cache.
+#[derive(Debug, Parser)]
+#[command(name = "kcache", version)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the cache server: memcached's text and meta protocol over TCP, and UDP with -U.
+    #[command(after_help = SERVE_AFTER_HELP)]
+    Serve(ServeArgs),
+    /// Print each key's vbucket and hash; with --map, the owners from a bucket map file.
+    Bucket {
+        /// Bucket map in text form (`epoch N`, then `node <id> <ranges>` lines).
+        #[arg(long)]
+        map: Option<PathBuf>,
+        /// Keys to locate.
+        #[arg(required_unless_present = "map")]
+        keys: Vec<OsString>,
+    },
+    /// Print the version and the XDP layout version.
+    Version,
+}
+
+const SERVE_AFTER_HELP: &str = "\
+Settings are taken from the built-in defaults, then the --config file, then the flags given.
+Flags mean what they mean to memcached; memory is split evenly across threads, and each thread
+needs at least twice max(-I, 1m) of it.";
+
+/// `kcache serve` flags. `None` (or `false` for `--no-pin`) leaves the config file's value.
+#[derive(Debug, Default, Clone, Args)]
+pub(crate) struct ServeArgs {
+    /// TCP port to listen on [default: 11211]
+    #[arg(short = 'p', long, value_name = "PORT")]
+    pub(crate) port: Option<u16>,
+
+    /// UDP port to listen on; 0 turns UDP off [default: 0]
+    #[arg(short = 'U', long, value_name = "PORT")]
+    pub(crate) udp_port: Option<u16>,
+
+    /// IP address to listen on, e.g. 0.0.0.0 or ::1 [default: 127.0.0.1]
+    #[arg(short = 'l', long, value_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+
+    /// Item memory in megabytes, split evenly across threads (at least 8) [default: 64]
+    #[arg(short = 'm', long, value_name = "MB")]
+    pub(crate) memory_limit: Option<usize>,
+
+    /// Most simultaneous connections; past it a new one gets SERVER_ERROR and is closed
+    /// [default: 1024]
+    #[arg(short = 'c', long, value_name = "N")]
+    pub(crate) conn_limit: Option<usize>,
+
+    /// Worker threads, each with its own ring, memory and share of the keys; 0 = one per core
+    /// (at most 256, and fewer if -m cannot feed that many) [default: one per core]
+    #[arg(short = 't', long, value_name = "N")]
+    pub(crate) threads: Option<usize>,
+
+    /// Largest item (key, value and header): bytes, or with a k or m suffix like 512k or 1m;
+    /// from 1k to 1024m [default: 1m]
+    #[arg(short = 'I', long, value_name = "SIZE", value_parser = config::item_max_arg)]
+    pub(crate) max_item_size: Option<usize>,
+
+    /// TOML config file (keys as in the built-in default.toml); flags override it
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Log filter in tracing's EnvFilter syntax, e.g. `info` or `warn,kcache=debug`
+    /// [default: info]
+    #[arg(long, value_name = "FILTER")]
+    pub(crate) log: Option<String>,
+
+    /// Don't pin worker threads to cores
+    #[arg(long)]
+    pub(crate) no_pin: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["kcache", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve(a) => Ok(a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags() {
+        // No flags: everything is left to the config file.
+        let a = serve(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(format!("{a:?}"), format!("{:?}", ServeArgs::default()));
+        // memcached's short flags.
+        let a = serve(&[
+            "-p", "1", "-U", "2", "-l", "::1", "-m", "9", "-c", "3", "-t", "4", "-I", "2m",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (a.port, a.udp_port, a.listen.as_deref(), a.memory_limit),
+            (Some(1), Some(2), Some("::1"), Some(9))
+        );
+        assert_eq!(
+            (a.conn_limit, a.threads, a.max_item_size),
+            (Some(3), Some(4), Some(2 << 20))
+        );
+        // Long names.
+        let a = serve(&[
+            "--port=5",
+            "--udp-port=6",
+            "--memory-limit=10",
+            "--conn-limit=7",
+            "--threads=0",
+            "--max-item-size=2048",
+            "--config=/x.toml",
+            "--log=debug",
+            "--no-pin",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (a.port, a.udp_port, a.memory_limit),
+            (Some(5), Some(6), Some(10))
+        );
+        assert_eq!(
+            (a.conn_limit, a.threads, a.max_item_size),
+            (Some(7), Some(0), Some(2048))
+        );
+        assert_eq!(a.config, Some(PathBuf::from("/x.toml")));
+        assert_eq!((a.log.as_deref(), a.no_pin), (Some("debug"), true));
+    }
+
+    #[test]
+    fn bad_flags() {
+        for args in [
+            // Below memcached's 1k floor.
+            &["-I", "512"][..],
+            // Above its 1024m ceiling.
+            &["-I", "1025m"],
+            // Not a size.
+            &["-I", "1.5m"],
+            // Ports are u16.
+            &["-p", "70000"],
+            // Negative counts.
+            &["-t", "-1"],
+        ] {
+            assert!(serve(args).is_err(), "{args:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,736 @@
+//! Server settings: the embedded `default.toml`, then the `--config` file, then the flags.
+//!
+//! [`Config::default`] and the embedded file hold the same values (a test checks it), so a key the
+//! file leaves out keeps the built-in value. Bounds, and why:
+//!
+//! | key             | range                   | why                                              |
+//! |-----------------|-------------------------|--------------------------------------------------|
+//! | port            | 1..=65535               | 0 would be a random port nobody can find         |
+//! | listen          | an IP address           | the engine binds `listen:port` with SO_REUSEPORT |
+//! | memory_mb       | 8..=1048576 (1 TiB)     | memcached's smallest useful size; a sanity cap   |
+//! | max_connections | 1..=1048576             | a sanity cap (file descriptors run out first)    |
+//! | threads         | 0..=256 (0 = per core)  | a shard per thread; more is waste on any box     |
+//! | item_max        | 1 KiB..=1 GiB           | memcached's own `-I` limits                      |
+//! | tombstone_secs  | 1..=86400               | 0 would drop version floors at once              |
+//! | lease_secs      | 1..=86400               | 0 would void every lease at once                 |
+//! | growth_factor   | (1, 4)                  | the slab classes' own limits                     |
+//!
+//! Memory is split evenly across threads, and one shard's arena must hold two of its pages (a page
+//! is `max(item_max, 1 MiB)`, so the largest class can always get one while another class holds
+//! one) and can address at most 32 GiB (item ids are `u32` offsets / 8).
+
+use std::{fmt, net::IpAddr, num::NonZeroUsize, path::Path};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::{de, Deserializer};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::ServeArgs;
+
+/// The built-in configuration, documented key by key.
+pub(crate) const DEFAULT_TOML: &str = include_str!("default.toml");
+
+const KIB: usize = 1 << 10;
+const MIB: usize = 1 << 20;
+const GIB: usize = 1 << 30;
+
+/// memcached refuses `-I` below 1k ...
+pub(crate) const ITEM_MAX_MIN: usize = KIB;
+/// ... and above 1024m.
+pub(crate) const ITEM_MAX_MAX: usize = GIB;
+const MEMORY_MB_MIN: usize = 8;
+const MEMORY_MB_MAX: usize = 1 << 20;
+const CONNECTIONS_MAX: usize = 1 << 20;
+pub(crate) const THREADS_MAX: usize = 256;
+/// A shard's arena is addressed by `u32` item ids counting 8-byte words.
+const SHARD_BYTES_MAX: usize = 32 * GIB;
+const SECS_MAX: u32 = 86_400;
+
+/// Everything `kcache serve` runs with. Keys of the TOML file are the field names.
+#[derive(Debug, Clone, serde::Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Config {
+    pub(crate) port: u16,
+    /// 0 = UDP off.
+    pub(crate) udp_port: u16,
+    pub(crate) listen: String,
+    pub(crate) memory_mb: usize,
+    pub(crate) max_connections: usize,
+    /// 0 = one per core; see [`Config::threads_resolved`].
+    pub(crate) threads: usize,
+    /// Bytes; the file may say `"1m"` as well as `1048576`.
+    #[serde(deserialize_with = "size")]
+    pub(crate) item_max: usize,
+    pub(crate) pin_threads: bool,
+    pub(crate) log: String,
+    pub(crate) tombstone_secs: u32,
+    pub(crate) lease_secs: u32,
+    pub(crate) growth_factor: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            port: 11211,
+            udp_port: 0,
+            listen: "127.0.0.1".into(),
+            memory_mb: 64,
+            max_connections: 1024,
+            threads: 0,
+            item_max: MIB,
+            pin_threads: true,
+            log: "info".into(),
+            tombstone_secs: 10,
+            lease_secs: 10,
+            growth_factor: 1.08,
+        }
+    }
+}
+
+impl Config {
+    /// The embedded default, overlaid with the `--config` file, overlaid with the flags given;
+    /// then checked.
+    pub(crate) fn load(args: &ServeArgs) -> Result<Config> {
+        let mut cfg = match &args.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::from_toml(DEFAULT_TOML).context("the built-in default.toml")?,
+        };
+        cfg.apply(args);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// A config file's settings on top of the defaults (not yet validated).
+    pub(crate) fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Config::from_toml(&text).with_context(|| format!("in config file {}", path.display()))
+    }
+
+    /// TOML text's settings on top of the defaults (not yet validated).
+    pub(crate) fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Overrides with every flag that was given.
+    pub(crate) fn apply(&mut self, a: &ServeArgs) {
+        fn set<T: Clone>(field: &mut T, flag: &Option<T>) {
+            if let Some(v) = flag {
+                *field = v.clone();
+            }
+        }
+        set(&mut self.port, &a.port);
+        set(&mut self.udp_port, &a.udp_port);
+        set(&mut self.listen, &a.listen);
+        set(&mut self.memory_mb, &a.memory_limit);
+        set(&mut self.max_connections, &a.conn_limit);
+        set(&mut self.threads, &a.threads);
+        set(&mut self.item_max, &a.max_item_size);
+        set(&mut self.log, &a.log);
+        if a.no_pin {
+            self.pin_threads = false;
+        }
+    }
+
+    /// Worker thread count: `threads`, or for 0 one per core, at most [`THREADS_MAX`] and at most
+    /// as many as `memory_mb` can give a shard's minimum (so the default config starts anywhere).
+    pub(crate) fn threads_resolved(&self) -> usize {
+        if self.threads != 0 {
+            return self.threads;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        let fed = self.memory_bytes() / self.shard_min_bytes();
+        cores.min(THREADS_MAX).min(fed).max(1)
+    }
+
+    /// Checks every bound in the module docs; the error names the key, the flag and a way out.
+    pub(crate) fn validate(&self) -> Result<()> {
+        ensure!(
+            self.port != 0,
+            "port (-p) 0 is not allowed: pick the TCP port clients will use"
+        );
+        if self.listen.parse::<IpAddr>().is_err() {
+            bail!(
+                "listen (-l) {:?} is not an IP address (like 127.0.0.1, 0.0.0.0 or ::1)",
+                self.listen
+            );
+        }
+        ensure!(
+            (MEMORY_MB_MIN..=MEMORY_MB_MAX).contains(&self.memory_mb),
+            "memory_mb (-m) {} is outside {MEMORY_MB_MIN}..={MEMORY_MB_MAX}",
+            self.memory_mb
+        );
+        ensure!(
+            (1..=CONNECTIONS_MAX).contains(&self.max_connections),
+            "max_connections (-c) {} is outside 1..={CONNECTIONS_MAX}",
+            self.max_connections
+        );
+        ensure!(
+            self.threads <= THREADS_MAX,
+            "threads (-t) {} is more than {THREADS_MAX}",
+            self.threads
+        );
+        check_item_max(self.item_max).map_err(anyhow::Error::msg)?;
+        // Written as a negated range so NaN is refused too.
+        if !(self.growth_factor > 1.0 && self.growth_factor < 4.0) {
+            bail!(
+                "growth_factor {} must be above 1 and below 4",
+                self.growth_factor
+            );
+        }
+        for (key, v) in [
+            ("tombstone_secs", self.tombstone_secs),
+            ("lease_secs", self.lease_secs),
+        ] {
+            ensure!(
+                (1..=SECS_MAX).contains(&v),
+                "{key} {v} is outside 1..={SECS_MAX}"
+            );
+        }
+        if let Err(e) = EnvFilter::try_new(&self.log) {
+            bail!("log (--log) {:?} is not a tracing filter: {e}", self.log);
+        }
+        self.check_shards()
+    }
+
+    /// Each thread's share of memory must hold two pages and stay addressable.
+    fn check_shards(&self) -> Result<()> {
+        let threads = self.threads_resolved();
+        let share = self.memory_bytes() / threads;
+        let need = self.shard_min_bytes();
+        if share < need {
+            let mb_needed = (need * threads).div_ceil(MIB);
+            let fed = self.memory_bytes() / need;
+            let fewer = if fed == 0 {
+                String::new()
+            } else {
+                format!(", -t {fed} or fewer threads")
+            };
+            bail!(
+                "-m {} MiB over {threads} threads leaves {} KiB per thread, but each needs at \
+                 least {} KiB (twice max(-I, 1m), so a page can always move to the class that \
+                 needs it); use -m {mb_needed} or more{fewer}, or a smaller -I",
+                self.memory_mb,
+                share / KIB,
+                need / KIB,
+            );
+        }
+        ensure!(
+            share <= SHARD_BYTES_MAX,
+            "-m {} MiB over {threads} threads gives each {} GiB, more than the {} GiB one shard \
+             can address; use -t {} or more",
+            self.memory_mb,
+            share / GIB,
+            SHARD_BYTES_MAX / GIB,
+            self.memory_bytes().div_ceil(SHARD_BYTES_MAX),
+        );
+        Ok(())
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.memory_mb.saturating_mul(MIB)
+    }
+
+    /// Two of a shard's pages (a page is `max(item_max, 1 MiB)`, as the engine sets it up).
+    fn shard_min_bytes(&self) -> usize {
+        self.item_max.max(MIB).saturating_mul(2)
+    }
+}
+
+/// Why a size like `-I`'s did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SizeError {
+    #[error("empty size: expected bytes, or a number with a k or m suffix like 512k or 1m")]
+    Empty,
+    #[error(
+        "{0:?} is not a size: expected bytes, or a number with a k or m suffix like 512k or 1m"
+    )]
+    Syntax(String),
+    #[error("{0:?} is too large")]
+    Overflow(String),
+}
+
+/// Parses memcached's `-I` syntax: decimal bytes, optionally with a `k`/`K` (KiB), `m`/`M` (MiB)
+/// or `g`/`G` (GiB) suffix. Nothing else is accepted: no spaces, signs or fractions.
+pub(crate) fn parse_size(s: &str) -> Result<usize, SizeError> {
+    let (digits, unit) = match s.as_bytes().last() {
+        None => return Err(SizeError::Empty),
+        Some(b'k' | b'K') => (&s[..s.len() - 1], KIB),
+        Some(b'm' | b'M') => (&s[..s.len() - 1], MIB),
+        Some(b'g' | b'G') => (&s[..s.len() - 1], GIB),
+        Some(_) => (s, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SizeError::Syntax(s.into()));
+    }
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| SizeError::Overflow(s.into()))
+}
+
+/// `-I`'s value parser: the syntax, then memcached's bounds, so a bad value fails in clap with
+/// the flag named.
+pub(crate) fn item_max_arg(s: &str) -> Result<usize, String> {
+    let n = parse_size(s).map_err(|e| e.to_string())?;
+    check_item_max(n)?;
+    Ok(n)
+}
+
+fn check_item_max(n: usize) -> Result<(), String> {
+    if n < ITEM_MAX_MIN {
+        return Err(format!(
+            "item size {n} bytes is below the 1k minimum (memcached refuses it too)"
+        ));
+    }
+    if n > ITEM_MAX_MAX {
+        return Err(format!(
+            "item size {n} bytes is above the 1024m maximum (memcached refuses it too)"
+        ));
+    }
+    Ok(())
+}
+
+/// `item_max` from a file: an integer (bytes) or a string in [`parse_size`] syntax.
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    struct Size;
+
+    impl de::Visitor<'_> for Size {
+        type Value = usize;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a size: bytes as an integer, or a string like \"512k\" or \"1m\"")
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<usize, E> {
+            usize::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<usize, E> {
+            usize::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
+            parse_size(v).map_err(E::custom)
+        }
+    }
+
+    d.deserialize_any(Size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok<T, E: fmt::Display>(r: Result<T, E>) -> T {
+        r.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn err<T: fmt::Debug, E: fmt::Display>(r: Result<T, E>) -> String {
+        match r {
+            Ok(v) => panic!("expected an error, got {v:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Errors including their context chain, as `main` prints them.
+    fn err_chain<T: fmt::Debug>(r: Result<T>) -> String {
+        match r {
+            Ok(v) => panic!("expected an error, got {v:?}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    /// A scratch file that removes itself.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(name: &str, text: &str) -> Self {
+            let path =
+                std::env::temp_dir().join(format!("kcache-config-{}-{name}", std::process::id()));
+            ok(std::fs::write(&path, text));
+            Scratch(path)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        for (s, want) in [
+            // Plain bytes.
+            ("2048", Ok(2048)),
+            ("0", Ok(0)),
+            // memcached's suffixes, either case.
+            ("512k", Ok(512 << 10)),
+            ("512K", Ok(512 << 10)),
+            ("1m", Ok(1 << 20)),
+            ("1M", Ok(1 << 20)),
+            ("1024m", Ok(1 << 30)),
+            // g as well, for config files.
+            ("1g", Ok(1 << 30)),
+            // Leading zeros are still decimal.
+            ("010", Ok(10)),
+            // Nothing at all.
+            ("", Err(SizeError::Empty)),
+            // A suffix alone.
+            ("m", Err(SizeError::Syntax("m".into()))),
+            // Fractions, signs, spaces, other units: refused, where memcached guesses.
+            ("1.5m", Err(SizeError::Syntax("1.5m".into()))),
+            ("-1", Err(SizeError::Syntax("-1".into()))),
+            ("+1", Err(SizeError::Syntax("+1".into()))),
+            (" 1m", Err(SizeError::Syntax(" 1m".into()))),
+            ("1 m", Err(SizeError::Syntax("1 m".into()))),
+            ("1mb", Err(SizeError::Syntax("1mb".into()))),
+            ("1t", Err(SizeError::Syntax("1t".into()))),
+            ("abc", Err(SizeError::Syntax("abc".into()))),
+            // Past usize, before or after the unit.
+            (
+                "99999999999999999999",
+                Err(SizeError::Overflow("99999999999999999999".into())),
+            ),
+            (
+                "99999999999999g",
+                Err(SizeError::Overflow("99999999999999g".into())),
+            ),
+        ] {
+            assert_eq!(parse_size(s), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn item_max_flag() {
+        for (s, want) in [
+            // The bounds themselves are fine.
+            ("1k", Ok(1024)),
+            ("1024", Ok(1024)),
+            ("1024m", Ok(1 << 30)),
+            // One byte either side is not.
+            ("1023", Err("below the 1k minimum")),
+            ("1073741825", Err("above the 1024m maximum")),
+            // Syntax errors say what is expected.
+            ("1.5m", Err("like 512k or 1m")),
+        ] {
+            match (item_max_arg(s), want) {
+                (Ok(n), Ok(w)) => assert_eq!(n, w, "{s:?}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{s:?}: {e}"),
+                (got, want) => panic!("{s:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn embedded_default_is_the_default_and_lists_every_key() {
+        assert_eq!(ok(Config::from_toml(DEFAULT_TOML)), Config::default());
+        let table: toml::Table = ok(toml::from_str(DEFAULT_TOML));
+        let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "growth_factor",
+                "item_max",
+                "lease_secs",
+                "listen",
+                "log",
+                "max_connections",
+                "memory_mb",
+                "pin_threads",
+                "port",
+                "threads",
+                "tombstone_secs",
+                "udp_port",
+            ]
+        );
+        // And it is valid as it stands.
+        ok(Config::default().validate());
+    }
+
+    #[test]
+    fn files_overlay_the_default() {
+        let d = Config::default();
+        for (text, want) in [
+            // Empty: the default.
+            ("", d.clone()),
+            // A few keys; the rest stay.
+            (
+                "port = 9999\nthreads = 2\n",
+                Config {
+                    port: 9999,
+                    threads: 2,
+                    ..d.clone()
+                },
+            ),
+            // item_max as an integer ...
+            (
+                "item_max = 2048",
+                Config {
+                    item_max: 2048,
+                    ..d.clone()
+                },
+            ),
+            // ... or in -I syntax.
+            (
+                "item_max = \"4m\"",
+                Config {
+                    item_max: 4 << 20,
+                    ..d.clone()
+                },
+            ),
+            (
+                "pin_threads = false\nlog = \"debug\"\ngrowth_factor = 1.25",
+                Config {
+                    pin_threads: false,
+                    log: "debug".into(),
+                    growth_factor: 1.25,
+                    ..d.clone()
+                },
+            ),
+        ] {
+            assert_eq!(ok(Config::from_toml(text)), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn bad_files() {
+        for (text, want) in [
+            // A misspelt key is named, with the ones that exist.
+            ("prot = 1", "unknown field `prot`"),
+            ("prot = 1", "expected one of"),
+            // Wrong types.
+            ("port = \"11211\"", "invalid type"),
+            ("port = 70000", "port"),
+            ("pin_threads = 1", "invalid type"),
+            // Sizes: bad syntax, negative, wrong type.
+            ("item_max = \"1.5m\"", "is not a size"),
+            ("item_max = -1", "invalid value"),
+            ("item_max = 1.5", "a size"),
+            // Not TOML at all.
+            ("port = ", "TOML parse error"),
+            // Tables are not keys.
+            ("[server]\nport = 1", "unknown field `server`"),
+        ] {
+            let e = err(Config::from_toml(text));
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_the_default() {
+        let file = Scratch::new(
+            "layers.toml",
+            "port = 2000\nudp_port = 2001\nmemory_mb = 32\n",
+        );
+        let args = ServeArgs {
+            config: Some(file.0.clone()),
+            port: Some(3000),
+            threads: Some(1),
+            max_item_size: Some(4096),
+            log: Some("warn".into()),
+            no_pin: true,
+            ..ServeArgs::default()
+        };
+        let cfg = ok(Config::load(&args));
+        assert_eq!(
+            cfg,
+            Config {
+                // Flag over file.
+                port: 3000,
+                // File over default.
+                udp_port: 2001,
+                memory_mb: 32,
+                // Flags over default.
+                threads: 1,
+                item_max: 4096,
+                log: "warn".into(),
+                pin_threads: false,
+                ..Config::default()
+            }
+        );
+        // Without flags or file: the embedded default.
+        assert_eq!(ok(Config::load(&ServeArgs::default())), Config::default());
+    }
+
+    #[test]
+    fn load_errors_name_the_file() {
+        let bad = Scratch::new("bad.toml", "port = 1\nmemroy_mb = 64\n");
+        let args = ServeArgs {
+            config: Some(bad.0.clone()),
+            ..ServeArgs::default()
+        };
+        let e = err_chain(Config::load(&args));
+        assert!(e.contains("memroy_mb") && e.contains("bad.toml"), "{e}");
+        // A file that is not there.
+        let args = ServeArgs {
+            config: Some("/nonexistent/kcache.toml".into()),
+            ..ServeArgs::default()
+        };
+        let e = err_chain(Config::load(&args));
+        assert!(
+            e.contains("reading config file /nonexistent/kcache.toml"),
+            "{e}"
+        );
+        // Validation runs after the flags: a file value a flag fixes is fine.
+        let low = Scratch::new("low.toml", "memory_mb = 1\n");
+        let args = ServeArgs {
+            config: Some(low.0.clone()),
+            memory_limit: Some(64),
+            ..ServeArgs::default()
+        };
+        assert_eq!(ok(Config::load(&args)).memory_mb, 64);
+    }
+
+    #[test]
+    fn validation() {
+        let base = Config {
+            threads: 2,
+            ..Config::default()
+        };
+        /// A name, a change to a valid config, and the error it should cause.
+        type Case = (&'static str, fn(&mut Config), Option<&'static str>);
+        let cases: &[Case] = &[
+            // The default with two threads is fine.
+            ("default", |_| {}, None),
+            ("port 0", |c| c.port = 0, Some("port (-p) 0")),
+            // UDP on, even on the TCP port number, as memcached allows.
+            ("udp", |c| c.udp_port = c.port, None),
+            ("ipv6", |c| c.listen = "::1".into(), None),
+            ("any", |c| c.listen = "0.0.0.0".into(), None),
+            (
+                "hostname",
+                |c| c.listen = "localhost".into(),
+                Some("not an IP"),
+            ),
+            (
+                "with port",
+                |c| c.listen = "127.0.0.1:1".into(),
+                Some("not an IP"),
+            ),
+            ("memory 7", |c| c.memory_mb = 7, Some("memory_mb (-m) 7")),
+            ("memory 8", |c| c.memory_mb = 8, None),
+            (
+                "memory huge",
+                |c| c.memory_mb = 1 << 21,
+                Some("memory_mb (-m)"),
+            ),
+            (
+                "conns 0",
+                |c| c.max_connections = 0,
+                Some("max_connections (-c) 0"),
+            ),
+            ("threads 257", |c| c.threads = 257, Some("threads (-t) 257")),
+            (
+                "item 1023",
+                |c| c.item_max = 1023,
+                Some("below the 1k minimum"),
+            ),
+            (
+                "item 1g+1",
+                |c| c.item_max = GIB + 1,
+                Some("above the 1024m"),
+            ),
+            (
+                "factor 1",
+                |c| c.growth_factor = 1.0,
+                Some("growth_factor 1 "),
+            ),
+            (
+                "factor 4",
+                |c| c.growth_factor = 4.0,
+                Some("growth_factor 4 "),
+            ),
+            (
+                "factor NaN",
+                |c| c.growth_factor = f64::NAN,
+                Some("growth_factor NaN"),
+            ),
+            (
+                "tombstone 0",
+                |c| c.tombstone_secs = 0,
+                Some("tombstone_secs 0"),
+            ),
+            ("lease 0", |c| c.lease_secs = 0, Some("lease_secs 0")),
+            (
+                "lease day+1",
+                |c| c.lease_secs = 86_401,
+                Some("lease_secs 86401"),
+            ),
+            ("log ok", |c| c.log = "warn,kcache=debug".into(), None),
+            (
+                "log bad",
+                |c| c.log = "[[".into(),
+                Some("log (--log) \"[[\""),
+            ),
+            // 64 MiB over 32 threads is exactly 2 MiB each: enough.
+            ("share exact", |c| c.threads = 32, None),
+            // Over 33 it is not; the hint gives both ways out.
+            (
+                "share short",
+                |c| c.threads = 33,
+                Some("use -m 66 or more, -t 32 or fewer"),
+            ),
+            // A big -I raises every thread's need.
+            (
+                "big item",
+                |c| c.item_max = 32 << 20,
+                Some("each needs at least 65536 KiB"),
+            ),
+            // One thread cannot use more than 32 GiB.
+            (
+                "share huge",
+                |c| {
+                    c.threads = 1;
+                    c.memory_mb = 40 << 10
+                },
+                Some("use -t 2 or more"),
+            ),
+        ];
+        for (name, change, want) in cases {
+            let mut c = base.clone();
+            change(&mut c);
+            match (c.validate(), want) {
+                (Ok(()), None) => {}
+                (Err(e), Some(w)) => assert!(e.to_string().contains(w), "{name}: {e}"),
+                (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn threads() {
+        // Explicit counts are kept as given.
+        let c = Config {
+            threads: 3,
+            ..Config::default()
+        };
+        assert_eq!(c.threads_resolved(), 3);
+        // 0: one per core, within bounds.
+        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        let c = Config {
+            memory_mb: 1 << 16,
+            ..Config::default()
+        };
+        assert_eq!(c.threads_resolved(), cores.min(THREADS_MAX));
+        // 0 with little memory: no more threads than it can feed, but always one.
+        let c = Config {
+            memory_mb: 8,
+            item_max: 4 << 20,
+            ..Config::default()
+        };
+        assert_eq!(c.threads_resolved(), 1);
+        ok(c.validate());
+        // Even when one is too many, so validation gives the reason.
+        let c = Config {
+            memory_mb: 8,
+            item_max: 8 << 20,
+            ..Config::default()
+        };
+        assert_eq!(c.threads_resolved(), 1);
+        assert!(err(c.validate()).contains("use -m 16 or more, or a smaller -I"));
+    }
+}
