@@ -51,19 +51,22 @@ fn main() -> Result<()> {
     }
 }
 
+/// Builds everything in release and runs the server on its embedded default configuration
+/// (127.0.0.1:11211 TCP, UDP off) in the foreground until Ctrl-C.
 fn run() -> Result<()> {
-    println!("note: the kcache server arrives with the server issue; for now `run` builds and prints the version.");
     step::cargo("build release", &["build", "--workspace", "--release"])?;
-    step::cargo(
-        "kcache version",
-        &[
-            "run",
-            "--quiet",
-            "--release",
-            "--bin",
-            "kcache",
-            "--",
-            "version",
-        ],
-    )
+    println!(
+        "\nkcache is starting on 127.0.0.1:11211 (TCP; UDP off). From another terminal:\n\
+         \x20 exec 3<>/dev/tcp/127.0.0.1/11211; printf 'set greeting 0 0 5\\r\\nhello\\r\\nget greeting\\r\\n' >&3; timeout 1 cat <&3\n\
+         \x20 memccapable -h 127.0.0.1 -p 11211 -a\n\
+         \x20 python3 -c \"from pymemcache.client.base import Client; c = Client(('127.0.0.1', 11211)); \
+         c.set('k', 'v'); print(c.get('k'))\"\n\
+         Stop it with Ctrl-C. `target/release/kcache serve --help` lists memcached's flags.\n"
+    );
+    let status = std::process::Command::new("target/release/kcache")
+        .arg("serve")
+        .status()
+        .context("starting target/release/kcache")?;
+    anyhow::ensure!(status.success(), "kcache exited with {status}");
+    Ok(())
 }

@@ -130,6 +130,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         s
     }
 
+    /// `stats reset` for this store.
+    pub fn reset_stats(&mut self) {
+        self.stats.reset_counters();
+    }
+
     pub fn slabs(&self) -> &Slabs<B> {
         &self.slabs
     }

@@ -43,6 +43,15 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// `stats reset`: zeroes the counters, keeps what describes the current contents.
+    pub fn reset_counters(&mut self) {
+        *self = Stats {
+            bytes: self.bytes,
+            tombstones: self.tombstones,
+            ..Stats::default()
+        };
+    }
+
     /// Adds `other` into `self` (for summing shards).
     pub fn add(&mut self, o: &Stats) {
         macro_rules! sum {

@@ -41,6 +41,8 @@ pub(crate) enum Msg {
     DropKey { key: Vec<u8> },
     /// `flush_all` reaches every shard.
     Flush { delay: i32 },
+    /// `stats reset` reaches every shard.
+    ResetStats,
     /// Send me your counters for `stats`.
     StatsReq { to: ConnRef, seq: u64, part: u32 },
     /// A finished reply part.

@@ -638,6 +638,16 @@ impl Shard {
                     Request::Stats(a) => a.to_vec(),
                     _ => Vec::new(),
                 };
+                if crate::stats::group(&args) == Some(crate::stats::Group::Reset) {
+                    for s in (0..self.n).filter(|&s| s != self.id) {
+                        self.shared.mailboxes[s].send(Msg::ResetStats);
+                    }
+                    self.reset_stats();
+                    if let Some(c) = self.conns[idx as usize].as_mut() {
+                        c.reply_buf().extend_from_slice(encode::RESET);
+                    }
+                    return false;
+                }
                 let Some(c) = self.conns[idx as usize].as_mut() else {
                     return true;
                 };
@@ -710,6 +720,16 @@ impl Shard {
         self.drain(idx, me.gen);
     }
 
+    fn reset_stats(&mut self) {
+        self.store.reset_stats();
+        self.counters = ShardCounters::default();
+        self.shared.total_conns.store(
+            self.shared.curr_conns.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        self.shared.rejected_conns.store(0, Ordering::Relaxed);
+    }
+
     fn stats_part(&self) -> super::conn::StatsPart {
         (
             self.store.stats(),
@@ -750,6 +770,7 @@ impl Shard {
             }
             Msg::DropKey { key } => self.store.drop_key(Key::new(&key), self.now),
             Msg::Flush { delay } => self.store.apply_flush(delay, self.now),
+            Msg::ResetStats => self.reset_stats(),
             Msg::StatsReq { to, seq, part } => {
                 let stats = Box::new(self.stats_part());
                 self.shared.mailboxes[to.shard].send(Msg::StatsPart {
