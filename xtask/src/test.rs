@@ -3,11 +3,12 @@
 
 use std::{
     io::{BufRead, BufReader},
+    path::{Path, PathBuf},
     process::Stdio,
     time::Instant,
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use crate::{fuzz, step, tools};
 
@@ -44,7 +45,8 @@ pub(crate) fn run(fuzz_seconds: u32) -> Result<()> {
             "warnings",
         ],
     )?;
-    let counts = cargo_test()?;
+    let kcache = build_kcache()?;
+    let counts = cargo_test(&kcache)?;
     if fuzz_seconds == 0 {
         println!("\n== fuzz: skipped (--fuzz-seconds 0) ==");
     } else {
@@ -58,11 +60,31 @@ pub(crate) fn run(fuzz_seconds: u32) -> Result<()> {
     Ok(())
 }
 
-/// Runs `cargo test --workspace`, echoing its output line by line and summing its results.
-fn cargo_test() -> Result<Counts> {
+/// Builds the server the integration tests start, and returns its path.
+fn build_kcache() -> Result<PathBuf> {
+    step::cargo(
+        "build kcache",
+        &["build", "-p", "cache-user", "--bin", "kcache"],
+    )?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    let bin = std::env::current_dir()
+        .context("reading the current directory")?
+        .join(target)
+        .join("debug")
+        .join("kcache");
+    ensure!(bin.is_file(), "{} missing after the build", bin.display());
+    Ok(bin)
+}
+
+/// Runs `cargo test --workspace` against `kcache` (the integration tests read `KCACHE_BIN`, so
+/// they test this build and build nothing themselves), echoing its output line by line and
+/// summing its results.
+fn cargo_test(kcache: &Path) -> Result<Counts> {
     step::header("test");
     let start = Instant::now();
     let mut cmd = step::cargo_cmd(&["test", "--workspace"]);
+    cmd.env("KCACHE_BIN", kcache);
     let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
