@@ -38,7 +38,13 @@ pub(super) fn get<B: AsRef<[u8]> + AsMut<[u8]>>(
         recache: f.recache,
         no_bump: f.has(b'u'),
         version: f.version,
-        key_binary: f.has(b'b'),
+        // memcached 1.6.18 does not mark a placeholder made by `N` as a binary key, so `k`
+        // echoes it decoded.
+        key_binary: false,
+        ttl_after_vivify: {
+            let pos = |c: u8| f.tokens().position(|t| t[0] == c);
+            matches!((pos(b'N'), pos(b'T')), (Some(n), Some(t)) if t > n)
+        },
     };
     let Some(hit) = store.meta_get(Key::new(key), args, now) else {
         if !f.has(b'q') {

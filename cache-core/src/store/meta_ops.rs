@@ -24,6 +24,8 @@ pub struct MetaGetArgs {
     /// `E<version>`: CAS of a placeholder made by `N`.
     pub version: Option<u64>,
     pub key_binary: bool,
+    /// `T` comes after `N` in the request: on a placeholder just made, the later one wins.
+    pub ttl_after_vivify: bool,
 }
 
 /// An `mg` hit (possibly a placeholder it just created).
@@ -105,14 +107,17 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             return None;
         };
         let h = Header::read(self.slabs.chunk(id));
+        // memcached applies T and N in the order the flags came.
         let mut exptime = h.exptime;
-        if let Some(t) = a.ttl {
-            exptime = realtime(t, now);
-        }
-        if created {
-            if let Some(n) = a.vivify {
-                exptime = realtime(n, now);
-            }
+        let ttl = a.ttl.map(|t| realtime(t, now));
+        let viv = a.vivify.filter(|_| created).map(|n| realtime(n, now));
+        let order = if a.ttl_after_vivify {
+            [viv, ttl]
+        } else {
+            [ttl, viv]
+        };
+        for e in order.into_iter().flatten() {
+            exptime = e;
         }
         let grant = lease::decide(
             h.iflag,

@@ -204,12 +204,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
                 let mut old_value = std::mem::take(&mut self.scratch);
                 old_value.clear();
                 old_value.extend_from_slice(item::value(self.slabs.chunk(old)));
-                let keep = h.iflag & item::ITEM_KEY_BINARY;
+                // The joined item is new: like memcached's, it does not keep the old one's
+                // binary-key mark (meta `k` then echoes the key decoded).
                 let m = Meta {
                     flags: h.flags,
                     exptime: h.exptime,
                     version: w.version,
-                    iflag: keep,
+                    iflag: 0,
                     floor,
                 };
                 let (head, tail) = if mode == Mode::Append {
@@ -312,12 +313,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             self.bump_lru(id);
             return ArithOutcome::Value(v, id);
         }
-        let keep = h.iflag & item::ITEM_KEY_BINARY;
+        // A new item, as in memcached: no binary-key mark carried over.
         let m = Meta {
             flags: h.flags,
             exptime: h.exptime,
             version,
-            iflag: keep,
+            iflag: 0,
             floor,
         };
         match self.put(key, digits, &[], m, now) {
