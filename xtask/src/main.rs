@@ -59,7 +59,7 @@ fn run() -> Result<()> {
         "\nkcache is starting on 127.0.0.1:11211 (TCP; UDP off). From another terminal:\n\
          \x20 exec 3<>/dev/tcp/127.0.0.1/11211; printf 'set greeting 0 0 5\\r\\nhello\\r\\nget greeting\\r\\n' >&3; timeout 1 cat <&3\n\
          \x20 memccapable -h 127.0.0.1 -p 11211 -a\n\
-         \x20 python3 -c \"from pymemcache.client.base import Client; c = Client(('127.0.0.1', 11211)); \
+         \x20 /usr/bin/python3 -c \"from pymemcache.client.base import Client; c = Client(('127.0.0.1', 11211)); \
          c.set('k', 'v'); print(c.get('k'))\"\n\
          Stop it with Ctrl-C. `target/release/kcache serve --help` lists memcached's flags.\n"
     );
