@@ -121,8 +121,9 @@ fn version_free(reply: Vec<u8>) -> Vec<u8> {
 #[test]
 fn strict_keys_refuse_control_characters() {
     // memcached documents that keys exclude control characters but its text parser accepts them;
-    // kcache enforces the rule by default and answers as memcached does for a malformed key.
-    let parser = Parser::new();
+    // kcache can enforce the rule (`strict_keys`) and then answers as memcached does for a
+    // malformed key.
+    let parser = Parser::new().strict_keys(true);
     let cases: &[(&[u8], &[u8])] = &[
         // a tab inside a key
         (b"get a\tb\r\n", b"CLIENT_ERROR bad command line format\r\n"),

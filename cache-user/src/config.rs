@@ -66,6 +66,7 @@ pub(crate) struct Config {
     pub(crate) tombstone_secs: u32,
     pub(crate) lease_secs: u32,
     pub(crate) growth_factor: f64,
+    pub(crate) strict_keys: bool,
 }
 
 impl Default for Config {
@@ -83,6 +84,7 @@ impl Default for Config {
             tombstone_secs: 10,
             lease_secs: 10,
             growth_factor: 1.08,
+            strict_keys: false,
         }
     }
 }

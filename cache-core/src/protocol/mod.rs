@@ -41,7 +41,7 @@ impl Default for Parser {
             item_max: 1024 * 1024,
             max_line: 2048,
             max_get_line: 256 * 1024,
-            strict_keys: true,
+            strict_keys: false,
         }
     }
 }
@@ -76,7 +76,8 @@ impl Parser {
     }
 
     /// Refuse keys containing control characters (memcached's documented rule, which its text
-    /// parser does not enforce). Default on.
+    /// parser does not enforce). Default off, as memcached: libmemcached's own `memcaslap`
+    /// sends keys with control bytes.
     pub fn strict_keys(mut self, on: bool) -> Parser {
         self.strict_keys = on;
         self

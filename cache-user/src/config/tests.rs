@@ -121,6 +121,7 @@ fn embedded_default_is_the_default_and_lists_every_key() {
             "memory_mb",
             "pin_threads",
             "port",
+            "strict_keys",
             "threads",
             "tombstone_secs",
             "udp_port",

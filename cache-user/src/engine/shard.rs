@@ -112,7 +112,9 @@ impl Shard {
         // SAFETY: msghdr is plain old data; all-zero is its documented empty value.
         let mut udp_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         udp_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
-        let parser = Parser::new().item_max(shared.cfg.item_max);
+        let parser = Parser::new()
+            .item_max(shared.cfg.item_max)
+            .strict_keys(shared.cfg.strict_keys);
         let ring_bytes = bufs.bytes() + udp_bufs.as_ref().map_or(0, BufRing::bytes);
         tracing::debug!(shard = id, ring_bytes, "receive buffers registered");
         Ok(Shard {
