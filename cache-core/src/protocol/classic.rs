@@ -213,12 +213,13 @@ fn storage<'a>(
     }
 }
 
-fn arith<'a>(
+/// `<cmd> <key> <arg> [noreply]` (incr, decr, touch): the token count, `noreply` and the key,
+/// checked in memcached's order. Returns the key and `noreply`.
+fn key_and_arg<'a>(
     p: &Parser,
-    line: Line<'a>,
+    line: &Line<'a>,
     t: &Tokens<'a>,
-    incr: bool,
-) -> Result<Parsed<'a>, ParseError> {
+) -> Result<(&'a [u8], bool), ParseError> {
     if t.ntokens() != 4 && t.ntokens() != 5 {
         return fail(line.len, ErrorReply::Error, false);
     }
@@ -227,20 +228,28 @@ fn arith<'a>(
     if !p.key_ok(key) {
         return fail(line.len, BAD_FORMAT, noreply);
     }
+    Ok((key, noreply))
+}
+
+fn arith<'a>(
+    p: &Parser,
+    line: Line<'a>,
+    t: &Tokens<'a>,
+    incr: bool,
+) -> Result<Parsed<'a>, ParseError> {
+    let (key, noreply) = key_and_arg(p, &line, t)?;
     let Some(delta) = strtoull(t.get(2)) else {
-        return fail(
-            line.len,
-            ErrorReply::Client("invalid numeric delta argument"),
-            noreply,
-        );
+        let why = ErrorReply::Client("invalid numeric delta argument");
+        return fail(line.len, why, noreply);
     };
+    let request = Request::Arith(Arith {
+        incr,
+        key,
+        delta,
+        noreply,
+    });
     Ok(Parsed {
-        request: Request::Arith(Arith {
-            incr,
-            key,
-            delta,
-            noreply,
-        }),
+        request,
         consumed: line.len,
     })
 }
@@ -272,23 +281,17 @@ fn delete<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, 
 }
 
 fn touch<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, ParseError> {
-    if t.ntokens() != 4 && t.ntokens() != 5 {
-        return fail(line.len, ErrorReply::Error, false);
-    }
-    let noreply = t.noreply();
-    let key = t.get(1);
-    if !p.key_ok(key) {
-        return fail(line.len, BAD_FORMAT, noreply);
-    }
+    let (key, noreply) = key_and_arg(p, &line, t)?;
     let Some(exptime) = strtol(t.get(2)) else {
         return fail(line.len, BAD_EXPTIME, noreply);
     };
+    let request = Request::Touch(Touch {
+        key,
+        exptime,
+        noreply,
+    });
     Ok(Parsed {
-        request: Request::Touch(Touch {
-            key,
-            exptime,
-            noreply,
-        }),
+        request,
         consumed: line.len,
     })
 }
