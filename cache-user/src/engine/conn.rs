@@ -61,7 +61,7 @@ pub(crate) struct Conn {
     pub send_inflight: bool,
     pub recv_armed: bool,
     pub cancel_inflight: bool,
-    /// Input processing stopped until the client reads its replies.
+    /// Input processing (and receiving) stopped until the client reads its replies.
     pub paused: bool,
     pub closing: bool,
     pub close_after_flush: bool,
@@ -173,8 +173,8 @@ impl Conn {
         !self.slots.is_empty()
     }
 
-    /// Bytes of replies held for this client (for backpressure and the memory figure).
-    pub(crate) fn held(&self) -> usize {
-        self.out.len() + self.sending.len() + self.inbuf.len()
+    /// Reply bytes not yet handed to the kernel (what backpressure looks at).
+    pub(crate) fn unsent(&self) -> usize {
+        self.out.len() + self.sending.len()
     }
 }

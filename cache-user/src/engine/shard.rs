@@ -406,7 +406,7 @@ impl Shard {
             c.sending.clear();
             c.send_off = 0;
         }
-        if c.paused && c.held() < OUT_LIMIT / 2 {
+        if c.paused && c.unsent() < OUT_LIMIT / 2 {
             c.paused = false;
             self.process_input(idx);
             self.arm_recv(idx);
@@ -499,7 +499,12 @@ impl Shard {
                 c.swallow -= n;
                 at += n;
             }
-            if at == input.len() || c.held() > OUT_LIMIT {
+            if at == input.len() {
+                break;
+            }
+            if c.unsent() > OUT_LIMIT {
+                // The client is not reading: stop here; `sent` resumes once replies drain.
+                c.paused = true;
                 break;
             }
             match self.parser.parse(&input[at..]) {
@@ -548,8 +553,7 @@ impl Shard {
         // Anything that arrived meanwhile (nothing can: we run on one thread) goes after.
         input.extend_from_slice(&c.inbuf);
         c.inbuf = input;
-        if c.held() > OUT_LIMIT && c.recv_armed && !c.paused {
-            c.paused = true;
+        if c.paused && c.recv_armed && !c.cancel_inflight {
             c.cancel_inflight = true;
             let target = ud(OP_RECV, idx, gen);
             let e = opcode::AsyncCancel::new(target)

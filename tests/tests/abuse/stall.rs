@@ -44,3 +44,68 @@ fn stalled_clients_block_nobody() -> Result<()> {
     ensure!(reply == b"VALUE stalled 0 10\r\nabcdefghij\r\nEND\r\n");
     Ok(())
 }
+
+/// A client that pipelines far more replies than it reads: the server stops reading from it
+/// (backpressure) instead of buffering without bound, serves everyone else meanwhile, and once
+/// the client reads, every reply arrives, complete and in order. Two threads, so half of each
+/// multiget comes from the other shard.
+#[test]
+fn a_client_that_does_not_read_gets_every_reply_later() -> Result<()> {
+    use std::io::{Read, Write};
+
+    let server = Server::start(Target::from_env(), &Config::default().threads(2))?;
+    let value = vec![b'v'; 1000];
+    let mut setup = server.connect()?;
+    for key in ["a", "b"] {
+        let set = [
+            format!("set {key} 0 0 1000\r\n").as_bytes(),
+            &value,
+            b"\r\n",
+        ]
+        .concat();
+        ensure!(setup.call(&set)? == b"STORED\r\n");
+    }
+    // About 40 MB of replies, requested before reading any of them.
+    const N: usize = 20_000;
+    let mut requests = b"get a b\r\n".repeat(N);
+    requests.extend_from_slice(b"mn\r\n");
+    let mut slow = std::net::TcpStream::connect(server.addr())?;
+    slow.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut writer = slow.try_clone()?;
+    let sender = std::thread::spawn(move || writer.write_all(&requests));
+    std::thread::sleep(Duration::from_millis(500));
+    // Someone else is served while `slow` is stalled.
+    let mut other = server.connect()?;
+    let want = [&b"VALUE a 0 1000\r\n"[..], &value, b"\r\nEND\r\n"].concat();
+    ensure!(other.call(b"get a\r\n")? == want, "bystander not served");
+    // Now read everything.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    while !got.ends_with(b"MN\r\n") {
+        let n = slow.read(&mut buf)?;
+        ensure!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+    }
+    ensure!(
+        sender.join().is_ok_and(|r| r.is_ok()),
+        "sending the requests failed"
+    );
+    let one = [
+        &b"VALUE a 0 1000\r\n"[..],
+        &value,
+        b"\r\nVALUE b 0 1000\r\n",
+        &value,
+        b"\r\nEND\r\n",
+    ]
+    .concat();
+    let mut expected = one.repeat(N);
+    expected.extend_from_slice(b"MN\r\n");
+    ensure!(
+        got.len() == expected.len(),
+        "{} reply bytes, want {}",
+        got.len(),
+        expected.len()
+    );
+    ensure!(got == expected, "replies out of order or corrupted");
+    Ok(())
+}
