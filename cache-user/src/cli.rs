@@ -34,6 +34,9 @@ pub(crate) enum Command {
     },
     /// Print the version and the XDP layout version.
     Version,
+    /// Load a memcached server over TCP or UDP and report throughput and latency percentiles.
+    #[command(after_help = crate::bench::BENCH_AFTER_HELP)]
+    Bench(crate::bench::BenchArgs),
 }
 
 const SERVE_AFTER_HELP: &str = "\

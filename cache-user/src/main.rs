@@ -13,6 +13,7 @@ use crate::{
 };
 
 mod arena;
+mod bench;
 mod bucket;
 mod cli;
 mod config;
@@ -47,6 +48,7 @@ fn main() -> Result<()> {
             bucket::run(&mut std::io::stdout().lock(), map.as_deref(), &keys)
         }
         Command::Version => bucket::version(&mut std::io::stdout().lock()),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod fuzz;
 mod step;
 mod test;
@@ -29,6 +30,8 @@ enum Cmd {
     Run,
     /// Formats the workspace and the fuzz crate.
     Fmt,
+    /// kcache and memcached side by side: medians of throughput, latency and CPU per scenario.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -41,6 +44,7 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Test { fuzz_seconds } => test::run(fuzz_seconds),
         Cmd::Run => run(),
+        Cmd::Bench(args) => bench::run(&args),
         Cmd::Fmt => {
             step::cargo("fmt", &["fmt", "--all"])?;
             step::cargo(

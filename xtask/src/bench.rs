@@ -1,0 +1,259 @@
+//! `cargo xtask bench`: kcache and memcached 1.6 side by side on this machine.
+//!
+//! Both servers run for the whole bench with the same threads and memory, pinned to the same
+//! CPUs (`taskset`; kcache then pins its workers inside that set). Each run waits for the machine
+//! to be idle, drives one server with `kcache bench` pinned to the client CPUs, and takes the
+//! client's JSON report, which carries the server's, the client's and everyone else's CPU time
+//! over the measured window (from /proc). Every scenario runs on both servers, alternately, the
+//! order flipped on every repeat; the table shows medians over the repeats.
+
+use std::{
+    fs,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::Args;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use self::server::Server;
+use crate::step;
+
+mod machine;
+mod server;
+mod table;
+
+/// The load generator (and server), built in release by this command.
+const KCACHE: &str = "target/release/kcache";
+/// Results and server logs go here.
+const OUT_DIR: &str = "target/bench";
+
+/// One load, as `kcache bench` flags (the server address, duration and pinning are added).
+#[derive(Debug, Clone, Copy)]
+struct Scenario {
+    name: &'static str,
+    about: &'static str,
+    udp: bool,
+    flags: &'static [&'static str],
+}
+
+/// The issue's "Measure" loads: 100k keys of 16 B, 32 B values, uniform popularity.
+const SCENARIOS: [Scenario; 2] = [
+    Scenario {
+        name: "tcp-90-10",
+        about: "TCP, 90% get / 10% set, 8 connections, depth 1, closed loop",
+        udp: false,
+        flags: &["--conns", "8", "--depth", "1", "--get-ratio", "0.9"],
+    },
+    Scenario {
+        name: "udp-gets",
+        about: "UDP, 100% get, 8 sockets, depth 1, closed loop (keys set over TCP first)",
+        udp: true,
+        flags: &["--conns", "8", "--depth", "1", "--get-ratio", "1"],
+    },
+];
+const COMMON: [&str; 8] = [
+    "--keys",
+    "100000",
+    "--key-size",
+    "16",
+    "--value-size",
+    "32",
+    "--dist",
+    "uniform",
+];
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BenchArgs {
+    /// Runs of each scenario on each server; the table shows medians
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Run only this scenario (tcp-90-10, udp-gets)
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Worker threads of each server (-t)
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Memory of each server in MB (-m)
+    #[arg(long, default_value_t = 256)]
+    memory_mb: usize,
+    /// CPUs the servers are confined to (taskset list)
+    #[arg(long, default_value = "1")]
+    server_cpus: String,
+    /// CPU the client runs on
+    #[arg(long, default_value_t = 0)]
+    client_cpu: usize,
+    /// Measured seconds per run
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Unmeasured seconds of traffic before each run (after setting every key)
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// A run starts once the machine's busy CPU over one second is below this percentage...
+    #[arg(long, default_value_t = 20.0)]
+    idle_below: f64,
+    /// ...or after this many seconds of waiting, whatever the load (it is recorded either way)
+    #[arg(long, default_value_t = 60)]
+    idle_wait: u64,
+}
+
+/// One run's record in the results file.
+#[derive(Debug, Serialize)]
+struct Run {
+    scenario: &'static str,
+    server: &'static str,
+    repeat: usize,
+    idle: machine::Idle,
+    figures: table::Figures,
+    report: Value,
+}
+
+pub(crate) fn run(a: &BenchArgs) -> Result<()> {
+    let scenarios: Vec<Scenario> = match &a.scenario {
+        Some(name) => match SCENARIOS.iter().find(|s| s.name == name) {
+            Some(s) => vec![*s],
+            None => bail!(
+                "no scenario {name:?}; there are {:?}",
+                SCENARIOS.map(|s| s.name)
+            ),
+        },
+        None => SCENARIOS.to_vec(),
+    };
+    ensure!(a.repeat >= 1, "--repeat must be at least 1");
+    let started = Instant::now();
+    step::cargo(
+        "build release",
+        &["build", "--release", "-p", "cache-user", "--bin", "kcache"],
+    )?;
+    fs::create_dir_all(OUT_DIR).with_context(|| format!("creating {OUT_DIR}"))?;
+    let machine = machine::Machine::read()?;
+    step::header("servers");
+    let servers = [
+        server::memcached(&a.server_cpus, a.threads, a.memory_mb)?,
+        server::kcache(&a.server_cpus, a.threads, a.memory_mb)?,
+    ];
+    for s in &servers {
+        println!(
+            "{} pid {}: TCP {}, UDP {}",
+            s.name,
+            s.child.id(),
+            s.tcp,
+            s.udp
+        );
+    }
+    let pinning = format!(
+        "servers: taskset -c {} (kcache pins its {} worker(s) inside it); client: taskset -c {} \
+         and its thread pinned to CPU {}",
+        a.server_cpus, a.threads, a.client_cpu, a.client_cpu
+    );
+    println!("{pinning}");
+
+    let mut runs = Vec::new();
+    for repeat in 0..a.repeat {
+        for sc in &scenarios {
+            // memcached first on even repeats, kcache first on odd ones.
+            let order = if repeat % 2 == 0 { [0, 1] } else { [1, 0] };
+            for &i in &order {
+                runs.push(run_one(a, sc, &servers[i], repeat)?);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for sc in &scenarios {
+        for s in &servers {
+            let mine: Vec<_> = runs
+                .iter()
+                .filter(|r| r.scenario == sc.name && r.server == s.name)
+                .collect();
+            let figures: Vec<_> = mine.iter().map(|r| &r.figures).collect();
+            rows.push(table::Row {
+                scenario: sc.name.into(),
+                server: s.name.into(),
+                runs: mine.len(),
+                median: table::median(&figures),
+            });
+        }
+    }
+    drop(servers);
+    let took = started.elapsed().as_secs_f64();
+    let md = table::markdown(&rows, a.duration);
+    step::header("medians");
+    println!("{md}");
+    let path = PathBuf::from(OUT_DIR).join(format!("{}.json", machine.date.replace(':', "")));
+    let doc = json!({
+        "machine": machine,
+        "pinning": pinning,
+        "settings": {
+            "repeat": a.repeat, "server_threads": a.threads, "memory_mb": a.memory_mb,
+            "duration_s": a.duration, "warmup_s": a.warmup, "idle_below_pct": a.idle_below,
+            "idle_wait_s": a.idle_wait,
+        },
+        "scenarios": scenarios.iter().map(|s| json!({"name": s.name, "about": s.about})).collect::<Vec<_>>(),
+        "medians": rows,
+        "markdown": md,
+        "runs": runs,
+        "took_s": took,
+    });
+    let text = serde_json::to_string_pretty(&doc).context("encoding the results")?;
+    fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    println!("results: {} ({took:.0} s in all)", path.display());
+    Ok(())
+}
+
+/// Waits for an idle machine, runs `kcache bench` against `server` and reads its report.
+fn run_one(a: &BenchArgs, sc: &Scenario, server: &Server, repeat: usize) -> Result<Run> {
+    let name = format!(
+        "{} on {} (run {} of {})",
+        sc.name,
+        server.name,
+        repeat + 1,
+        a.repeat
+    );
+    let idle = machine::wait_idle(a.idle_below, Duration::from_secs(a.idle_wait))?;
+    println!(
+        "\n{name}: machine {:.1}% busy after {:.0} s of waiting{}",
+        idle.busy_pct,
+        idle.waited_s,
+        if idle.reached {
+            ""
+        } else {
+            " (gave up waiting: NOT idle)"
+        }
+    );
+    let json =
+        PathBuf::from(OUT_DIR).join(format!("run-{}-{}-{repeat}.json", sc.name, server.name));
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", &a.client_cpu.to_string(), KCACHE, "bench", "-q"])
+        .args(["--server", &format!("127.0.0.1:{}", server.tcp)])
+        .args(["--cpus", &a.client_cpu.to_string()])
+        .args(["--server-pid", &server.child.id().to_string()])
+        .args([
+            "--duration",
+            &a.duration.to_string(),
+            "--warmup",
+            &a.warmup.to_string(),
+        ])
+        .args(COMMON)
+        .args(sc.flags)
+        .arg("--json")
+        .arg(&json);
+    if sc.udp {
+        cmd.args(["--udp", "--udp-port", &server.udp.to_string()]);
+    }
+    step::run(&name, &mut cmd)?;
+    let text = fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?;
+    let report: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", json.display()))?;
+    let figures = table::figures(&report);
+    Ok(Run {
+        scenario: sc.name,
+        server: server.name,
+        repeat,
+        idle,
+        figures,
+        report,
+    })
+}

@@ -1,0 +1,99 @@
+//! The servers under test: started on free loopback ports with their output in
+//! `target/bench/<name>.log`, killed when dropped.
+
+use std::{
+    fs,
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, ensure, Context, Result};
+
+use super::{KCACHE, OUT_DIR};
+
+/// A server under test: its name, its process, and where it listens.
+#[derive(Debug)]
+pub(super) struct Server {
+    pub(super) name: &'static str,
+    pub(super) child: Child,
+    pub(super) tcp: u16,
+    pub(super) udp: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// memcached on free loopback ports, confined to `cpus`.
+pub(super) fn memcached(cpus: &str, threads: usize, memory_mb: usize) -> Result<Server> {
+    let (tcp, udp) = (free_port(false)?, free_port(true)?);
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", cpus, "memcached", "-u", "root", "-l", "127.0.0.1"])
+        .args(["-p", &tcp.to_string(), "-U", &udp.to_string()])
+        .args(["-t", &threads.to_string(), "-m", &memory_mb.to_string()]);
+    spawn("memcached", cmd, tcp, udp)
+}
+
+/// kcache (the release build) on free loopback ports, confined to `cpus`.
+pub(super) fn kcache(cpus: &str, threads: usize, memory_mb: usize) -> Result<Server> {
+    let (tcp, udp) = (free_port(false)?, free_port(true)?);
+    let mut cmd = Command::new("taskset");
+    cmd.args([
+        "-c",
+        cpus,
+        KCACHE,
+        "serve",
+        "-l",
+        "127.0.0.1",
+        "--log",
+        "warn",
+    ])
+    .args(["-p", &tcp.to_string(), "-U", &udp.to_string()])
+    .args(["-t", &threads.to_string(), "-m", &memory_mb.to_string()]);
+    spawn("kcache", cmd, tcp, udp)
+}
+
+/// Starts a server with its output in `target/bench/<name>.log` and waits until it accepts.
+fn spawn(name: &'static str, mut cmd: Command, tcp: u16, udp: u16) -> Result<Server> {
+    let log = Path::new(OUT_DIR).join(format!("{name}.log"));
+    let file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file);
+    let child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
+    let mut server = Server {
+        name,
+        child,
+        tcp,
+        udp,
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], tcp));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        if let Some(status) = server.child.try_wait()? {
+            bail!("{name} exited with {status}; see {}", log.display());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{name} not listening on {addr} after 10 s"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    Ok(server)
+}
+
+/// A loopback port free at the time of asking.
+fn free_port(udp: bool) -> Result<u16> {
+    let port = if udp {
+        UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port()
+    } else {
+        TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()
+    };
+    Ok(port)
+}
