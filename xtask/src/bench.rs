@@ -100,6 +100,17 @@ pub(crate) struct BenchArgs {
     idle_wait: u64,
 }
 
+/// Keys asked for by gets and hits over a whole client run (warm-up included), as the server's
+/// `stats` counted them (get_hits + get_misses, get_hits) and as the client did.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct StatsCheck {
+    server_keys: u64,
+    server_hits: u64,
+    client_keys: u64,
+    client_hits: u64,
+    matches: bool,
+}
+
 /// One run's record in the results file.
 #[derive(Debug, Serialize)]
 struct Run {
@@ -107,6 +118,8 @@ struct Run {
     server: &'static str,
     repeat: usize,
     idle: machine::Idle,
+    /// The server's own count of the run's gets, against the client's.
+    stats: StatsCheck,
     figures: table::Figures,
     report: Value,
 }
@@ -182,6 +195,8 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
     let md = table::markdown(&rows, a.duration);
     step::header("medians");
     println!("{md}");
+    let agree = runs.iter().filter(|r| r.stats.matches).count();
+    println!("stats check: in {agree} of {} runs the server's get_hits and get_misses matched the client's counts", runs.len());
     let path = PathBuf::from(OUT_DIR).join(format!("{}.json", machine.date.replace(':', "")));
     let doc = json!({
         "machine": machine,
@@ -193,6 +208,7 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
         },
         "scenarios": scenarios.iter().map(|s| json!({"name": s.name, "about": s.about})).collect::<Vec<_>>(),
         "medians": rows,
+        "stats_check_matches": format!("{agree} of {}", runs.len()),
         "markdown": md,
         "runs": runs,
         "took_s": took,
@@ -243,16 +259,45 @@ fn run_one(a: &BenchArgs, sc: &Scenario, server: &Server, repeat: usize) -> Resu
     if sc.udp {
         cmd.args(["--udp", "--udp-port", &server.udp.to_string()]);
     }
+    let before = server.stats()?;
     step::run(&name, &mut cmd)?;
+    let after = server.stats()?;
     let text = fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?;
     let report: Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", json.display()))?;
     let figures = table::figures(&report);
+    let delta = |k: &str| {
+        after
+            .get(k)
+            .unwrap_or(&0)
+            .saturating_sub(*before.get(k).unwrap_or(&0))
+    };
+    let client = |k: &str| {
+        report
+            .pointer(&format!("/counts_all/{k}"))
+            .and_then(Value::as_u64)
+    };
+    let (server_hits, server_keys) = (delta("get_hits"), delta("get_hits") + delta("get_misses"));
+    let (client_hits, client_keys) = (client("hits").unwrap_or(0), client("get_keys").unwrap_or(0));
+    let matches = (server_hits, server_keys) == (client_hits, client_keys);
+    let stats = StatsCheck {
+        server_keys,
+        server_hits,
+        client_keys,
+        client_hits,
+        matches,
+    };
+    println!(
+        "stats check: the server counted {server_hits} hits of {server_keys} keys asked, the \
+         client {client_hits} of {client_keys}{}",
+        if matches { "" } else { ": MISMATCH" }
+    );
     Ok(Run {
         scenario: sc.name,
         server: server.name,
         repeat,
         idle,
+        stats,
         figures,
         report,
     })

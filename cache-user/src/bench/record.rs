@@ -56,8 +56,9 @@ impl Counts {
 pub(crate) struct Recorder {
     pub(crate) latency: Histogram<u64>,
     pub(crate) counts: Counts,
-    /// Replies received, warm-up included: the progress line's count.
-    pub(crate) seen: u64,
+    /// The same over the whole run, warm-up included (not the pre-population): what the
+    /// progress line shows, and what a server's `stats` can be checked against.
+    pub(crate) all: Counts,
     /// Requests started before this (warm-up) are not recorded.
     measure_from: Instant,
 }
@@ -70,7 +71,7 @@ impl Recorder {
         Self {
             latency,
             counts: Counts::default(),
-            seen: 0,
+            all: Counts::default(),
             measure_from,
         }
     }
@@ -89,25 +90,11 @@ impl Recorder {
         keys: u32,
         r: Reply,
     ) {
-        self.seen += 1;
+        tally(&mut self.all, expect, keys, r);
         if !self.measures(start) {
             return;
         }
-        let c = &mut self.counts;
-        c.ops += 1;
-        match expect {
-            Expect::Get => {
-                c.gets += 1;
-                c.get_keys += u64::from(keys);
-            }
-            Expect::Store => c.sets += 1,
-            Expect::Delete => c.deletes += 1,
-        }
-        match r {
-            Reply::Values(n) => c.hits += u64::from(n),
-            Reply::Error => c.errors += 1,
-            Reply::Done | Reply::Refused => {}
-        }
+        tally(&mut self.counts, expect, keys, r);
         let ns = now.saturating_duration_since(start).as_nanos();
         self.latency
             .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX).max(1));
@@ -115,6 +102,7 @@ impl Recorder {
 
     /// Counts a UDP request given up on.
     pub(crate) fn lost(&mut self, start: Instant) {
+        self.all.udp_lost += 1;
         if self.measures(start) {
             self.counts.udp_lost += 1;
         }
@@ -124,6 +112,25 @@ impl Recorder {
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
         self.counts.add(&other.counts);
+        self.all.add(&other.all);
+    }
+}
+
+/// Counts one reply in `c`.
+fn tally(c: &mut Counts, expect: Expect, keys: u32, r: Reply) {
+    c.ops += 1;
+    match expect {
+        Expect::Get => {
+            c.gets += 1;
+            c.get_keys += u64::from(keys);
+        }
+        Expect::Store => c.sets += 1,
+        Expect::Delete => c.deletes += 1,
+    }
+    match r {
+        Reply::Values(n) => c.hits += u64::from(n),
+        Reply::Error => c.errors += 1,
+        Reply::Done | Reply::Refused => {}
     }
 }
 
@@ -166,9 +173,9 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    /// Adds what `rec` counts beyond `last` (seen, errors, lost), then remembers it in `last`.
+    /// Adds what `rec` counts beyond `last` (replies, errors, lost), then remembers it in `last`.
     pub(crate) fn publish(&self, rec: &Recorder, last: &mut [u64; 3]) {
-        let now = [rec.seen, rec.counts.errors, rec.counts.udp_lost];
+        let now = [rec.all.ops, rec.all.errors, rec.all.udp_lost];
         for ((atomic, n), l) in [&self.ops, &self.errors, &self.lost]
             .iter()
             .zip(now)
@@ -179,5 +186,45 @@ impl Live {
             }
         }
         *last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn warm_up_is_counted_but_not_measured() {
+        let t0 = Instant::now();
+        let mut rec = Recorder::new(t0 + Duration::from_secs(1));
+        // A warm-up hit: in the whole-run counts only.
+        rec.reply(t0, t0, Expect::Get, 2, Reply::Values(2));
+        // A measured miss taking 5 ms, and a measured set refused with an error.
+        let t1 = t0 + Duration::from_secs(2);
+        rec.reply(
+            t1,
+            t1 + Duration::from_millis(5),
+            Expect::Get,
+            1,
+            Reply::Values(0),
+        );
+        rec.reply(t1, t1, Expect::Store, 0, Reply::Error);
+        // A UDP loss during warm-up.
+        rec.lost(t0);
+        let (c, all) = (rec.counts, rec.all);
+        assert_eq!(
+            (c.ops, c.gets, c.get_keys, c.hits, c.sets, c.errors),
+            (2, 1, 1, 0, 1, 1)
+        );
+        assert_eq!(
+            (all.ops, all.get_keys, all.hits, all.udp_lost),
+            (3, 3, 2, 1)
+        );
+        assert_eq!(c.udp_lost, 0);
+        assert_eq!(rec.latency.len(), 2);
+        let p = Percentiles::of(&rec.latency);
+        assert!((4_990.0..5_010.0).contains(&p.max), "{p:?}");
     }
 }

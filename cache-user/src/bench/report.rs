@@ -37,6 +37,8 @@ pub(crate) struct Report {
     /// Hits over keys asked for by gets.
     pub(crate) hit_rate: Option<f64>,
     pub(crate) counts: Counts,
+    /// The same counts over the whole run, warm-up included (not the pre-population's sets).
+    pub(crate) counts_all: Counts,
     pub(crate) latency_us: Percentiles,
     pub(crate) cpu: Option<Usage>,
     pub(crate) ops_per_server_cpu_s: Option<f64>,
@@ -82,6 +84,7 @@ impl Report {
             ops_per_sec: c.ops as f64 / secs,
             hit_rate: (c.get_keys > 0).then(|| c.hits as f64 / c.get_keys as f64),
             counts: c,
+            counts_all: rec.all,
             latency_us: Percentiles::of(&rec.latency),
             cpu,
             ops_per_server_cpu_s: server_s.map(|s| c.ops as f64 / s),

@@ -2,7 +2,9 @@
 //! `target/bench/<name>.log`, killed when dropped.
 
 use std::{
+    collections::BTreeMap,
     fs,
+    io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     path::Path,
     process::{Child, Command, Stdio},
@@ -21,6 +23,31 @@ pub(super) struct Server {
     pub(super) child: Child,
     pub(super) tcp: u16,
     pub(super) udp: u16,
+}
+
+impl Server {
+    /// The numeric `stats` counters, by name.
+    pub(super) fn stats(&self) -> Result<BTreeMap<String, u64>> {
+        let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], self.tcp)))
+            .with_context(|| format!("connecting to {} for stats", self.name))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"stats\r\n")?;
+        let (mut text, mut chunk) = (Vec::new(), [0u8; 4096]);
+        while !text.ends_with(b"END\r\n") {
+            let n = s
+                .read(&mut chunk)
+                .with_context(|| format!("reading {} stats", self.name))?;
+            ensure!(n > 0, "{} closed the connection during stats", self.name);
+            text.extend_from_slice(&chunk[..n]);
+        }
+        Ok(String::from_utf8_lossy(&text)
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.strip_prefix("STAT ")?.split_whitespace();
+                Some((w.next()?.to_owned(), w.next()?.parse().ok()?))
+            })
+            .collect())
+    }
 }
 
 impl Drop for Server {
