@@ -15,10 +15,10 @@ pub(crate) const BENCH_AFTER_HELP: &str = "\
 Closed loop (the default): every connection keeps --depth requests in flight. Open loop
 (--rate): requests are due at Poisson arrival times and latency runs from the time each was
 due, so a stalled server shows in the percentiles (an open-loop thread polls without sleeping
-when its next send is under 1 ms away, so it keeps its CPU busy). Keys are `key:` and a zero-padded index,
---key-size bytes in all. All keys are set first unless --no-populate; then --warmup seconds of
-traffic are not measured. With --server-pid, the server's CPU time over the run is read from
-/proc and ops per server CPU-second are reported.";
+when its next send is under 1 ms away, so it keeps its CPU busy). Keys are `key:` and a
+zero-padded index, --key-size bytes in all. All keys are set first unless --no-populate; then
+--warmup seconds of traffic are not measured. With --server-pid, the server's CPU time over the
+run is read from /proc and ops per server CPU-second are reported.";
 
 /// `kcache bench` flags.
 #[derive(Debug, Clone, Args)]
