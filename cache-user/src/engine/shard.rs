@@ -934,6 +934,10 @@ impl Shard {
         // The box keeps every pointer above valid until the completion frees it.
         self.udp_sends[slot as usize] = Some(o);
         self.push(e);
+        // Hand UDP replies to the kernel at once rather than with the rest of the batch: a
+        // client with few requests in flight otherwise waits for the whole batch (measured:
+        // 0.64x memcached's throughput at 8 in flight).
+        let _ = self.ring.submit();
     }
 }
 
