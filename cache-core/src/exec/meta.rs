@@ -54,7 +54,7 @@ pub(super) fn get<B: AsRef<[u8]> + AsMut<[u8]>>(
         }
         return;
     };
-    let it = store.item(hit.id);
+    let it = store.view(hit.id);
     let h = it.header;
     // Newer memcached: `C<cas>` with `v` skips the value when the client already has it.
     let send_value = f.has(b'v') && f.compare_cas != Some(h.cas);
@@ -164,7 +164,7 @@ pub(super) fn set<B: AsRef<[u8]> + AsMut<[u8]>>(
             b's' if outcome == StoreOutcome::Stored => {
                 let size = store
                     .peek(key, now)
-                    .map_or(0, |id| store.item(id).value.len());
+                    .map_or(0, |id| store.view(id).value.len());
                 meta_num(out, b's', size);
             }
             _ => {}
@@ -237,7 +237,7 @@ pub(super) fn arith<B: AsRef<[u8]> + AsMut<[u8]>>(
     };
     let mut digits = itoa::Buffer::new();
     let digits = digits.format(value).as_bytes();
-    let h = store.item(id).header;
+    let h = store.view(id).header;
     let mut line = Vec::with_capacity(64);
     if f.has(b'v') {
         line.extend_from_slice(b"VA ");
@@ -296,7 +296,7 @@ pub(super) fn debug<B: AsRef<[u8]> + AsMut<[u8]>>(
         return;
     };
     let cls = store.class_of(id);
-    let it = store.item(id);
+    let it = store.view(id);
     let h = it.header;
     out.extend_from_slice(b"ME ");
     if h.has(ITEM_KEY_BINARY) {

@@ -192,7 +192,7 @@ pub fn get_key<B: AsRef<[u8]> + AsMut<[u8]>>(
     out: &mut Vec<u8>,
 ) {
     if let Some(id) = store.get(Key::new(key), touch, now) {
-        let it = store.item(id);
+        let it = store.view(id);
         encode::value(
             out,
             it.key,
@@ -212,11 +212,11 @@ pub fn lease_key<B: AsRef<[u8]> + AsMut<[u8]>>(
 ) {
     match store.lease_get(Key::new(key), now) {
         LeaseGet::Hit(id) => {
-            let it = store.item(id);
+            let it = store.view(id);
             encode::value(out, it.key, it.header.flags, it.value, None);
         }
         LeaseGet::Lease(token, id) => {
-            let it = store.item(id);
+            let it = store.view(id);
             out.extend_from_slice(b"LVALUE ");
             out.extend_from_slice(it.key);
             out.push(b' ');

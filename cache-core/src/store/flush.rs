@@ -1,7 +1,7 @@
 //! Whole-store sweeps: `flush_all`, dropping lost vbuckets, and the XDP HOT-copy log.
 
 use super::{
-    item::{self, Header, ITEM_HOT, ITEM_TOMBSTONE},
+    item::{self, Header, ITEM_HOT},
     shard::Key,
     slabs::ItemId,
     Store,
@@ -49,48 +49,30 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
 
     /// Removes every item of an older generation so the 8-bit generation can wrap safely.
     fn sweep_generations(&mut self, now: u32) {
-        let mut stale: Vec<(ItemId, u64)> = Vec::new();
         let gen = self.gen;
-        self.slabs.for_each(&mut |id, chunk| {
-            if Header::read(chunk).gen != gen {
-                stale.push((id, khash(item::key(chunk))));
-            }
-        });
-        for (id, hash) in stale {
-            if item::read_iflag(self.slabs.chunk(id)) & ITEM_TOMBSTONE != 0 {
-                self.stats.tombstones -= 1;
-            }
-            self.remove_quiet(id, hash, now);
-        }
+        self.remove_where(&|h, _| h.gen != gen, now);
         self.flushes_since_sweep = 0;
     }
 
     /// Drops every item whose vbucket `lost` says this node no longer owns (a node that lost
     /// buckets must not serve them again if it later regains them). Returns the items dropped.
     pub fn drop_vbuckets(&mut self, lost: &dyn Fn(u16) -> bool, now: u32) -> usize {
-        let mut doomed: Vec<(ItemId, u64)> = Vec::new();
-        self.slabs.for_each(&mut |id, chunk| {
-            let hash = khash(item::key(chunk));
-            if lost(crate::bucket::vbucket_of(hash)) {
-                doomed.push((id, hash));
-            }
-        });
-        let n = doomed.len();
-        for (id, hash) in doomed {
-            if item::read_iflag(self.slabs.chunk(id)) & ITEM_TOMBSTONE != 0 {
-                self.stats.tombstones -= 1;
-            }
-            self.remove_quiet(id, hash, now);
-        }
-        n
+        self.remove_where(&|_, hash| lost(crate::bucket::vbucket_of(hash)), now)
     }
 
-    fn remove_quiet(&mut self, id: ItemId, hash: u64, now: u32) {
-        let tomb = item::read_iflag(self.slabs.chunk(id)) & ITEM_TOMBSTONE != 0;
-        if tomb {
-            self.slabs.unlink(id, hash);
-        } else {
+    /// Removes every linked item (tombstones included) for which `doomed(header, hash)` holds.
+    fn remove_where(&mut self, doomed: &dyn Fn(&Header, u64) -> bool, now: u32) -> usize {
+        let mut found: Vec<(ItemId, u64)> = Vec::new();
+        self.slabs.for_each(&mut |id, chunk| {
+            let hash = khash(item::key(chunk));
+            if doomed(&Header::read(chunk), hash) {
+                found.push((id, hash));
+            }
+        });
+        let n = found.len();
+        for (id, hash) in found {
             self.remove(id, hash, now);
         }
+        n
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{
     item::{self, Header, ITEM_KEY_BINARY, ITEM_PLACEHOLDER, ITEM_STALE, ITEM_TOKEN_SENT},
-    ops::{realtime, ArithOutcome, ItemView, Mode, StoreOutcome, Write},
+    ops::{realtime, ArithOutcome, Mode, StoreOutcome, Write},
     shard::{item_floor, Key, Meta},
     slabs::ItemId,
     Store,
@@ -80,26 +80,22 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
     /// `mg`.
     pub fn meta_get(&mut self, key: Key<'_>, a: MetaGetArgs, now: u32) -> Option<MetaGetHit> {
         let ttl_set = a.ttl.is_some();
-        let mut found = self.find_visible(key, now);
+        let (live, mut found) = self.lookup(key, now);
         let mut created = false;
-        if found.is_none() {
-            if let Some(n) = a.vivify {
-                let live = self.find_live(key, now);
-                let floor = self.floor_of(live, key, now);
-                let binary = if a.key_binary { ITEM_KEY_BINARY } else { 0 };
-                // memcached links the stub with no TTL and sets N's TTL while replying.
-                let _ = n;
-                let m = Meta {
-                    exptime: 0,
-                    version: a.version.filter(|&v| v >= floor),
-                    iflag: ITEM_PLACEHOLDER | binary,
-                    floor,
-                    ..Meta::default()
-                };
-                if let Ok(id) = self.put(key, &[], &[], m, now) {
-                    found = Some(id);
-                    created = true;
-                }
+        if found.is_none() && a.vivify.is_some() {
+            let floor = self.floor_of(live, key, now);
+            let binary = if a.key_binary { ITEM_KEY_BINARY } else { 0 };
+            // memcached links the stub with no TTL and sets N's TTL while replying.
+            let m = Meta {
+                exptime: 0,
+                version: a.version.filter(|&v| v >= floor),
+                iflag: ITEM_PLACEHOLDER | binary,
+                floor,
+                ..Meta::default()
+            };
+            if let Ok(id) = self.put(key, &[], &[], m, now) {
+                found = Some(id);
+                created = true;
             }
         }
         let Some(id) = found else {
@@ -169,11 +165,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
 
     /// `md`.
     pub fn meta_delete(&mut self, key: Key<'_>, a: MetaDeleteArgs, now: u32) -> DeleteOutcome {
-        let Some(id) = self.find_visible(key, now) else {
+        let (live, found) = self.lookup(key, now);
+        let Some(id) = found else {
             self.stats.delete_misses += 1;
             // A versioned invalidation of a key we do not hold still raises its floor.
             if let Some(v) = a.version {
-                let live = self.find_live(key, now);
                 let floor = self.floor_of(live, key, now).max(v);
                 self.tombstone(key, floor, now);
             }
@@ -319,11 +315,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             StoreOutcome::NoMemory => StoreOutcome::NoMemory,
             _ => StoreOutcome::NotStored,
         }
-    }
-
-    /// The item as seen by `me` and meta replies, for an id returned by a command.
-    pub fn item(&self, id: ItemId) -> ItemView<'_> {
-        self.view(id)
     }
 
     /// The 1-based slab class holding `id`, as `me` reports it (`cls=`).

@@ -112,9 +112,16 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
 
     /// The live, non-tombstone item for `key`.
     pub(super) fn find_visible(&mut self, key: Key<'_>, now: u32) -> Option<ItemId> {
-        let id = self.find_live(key, now)?;
-        let f = item::read_iflag(self.slabs.chunk(id));
-        (f & ITEM_TOMBSTONE == 0).then_some(id)
+        self.lookup(key, now).1
+    }
+
+    /// One lookup for writers: the key's live entry (a tombstone included, for its floor) and
+    /// its visible item (never a tombstone).
+    pub(super) fn lookup(&mut self, key: Key<'_>, now: u32) -> (Option<ItemId>, Option<ItemId>) {
+        let live = self.find_live(key, now);
+        let visible =
+            live.filter(|&id| item::read_iflag(self.slabs.chunk(id)) & ITEM_TOMBSTONE == 0);
+        (live, visible)
     }
 
     pub(super) fn set_exptime(&mut self, id: ItemId, exptime: u32) {
@@ -133,9 +140,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         now: u32,
     ) -> (StoreOutcome, u64) {
         self.stats.cmd_set += 1;
-        let found = self.find_live(key, now);
-        let floor = self.floor_of(found, key, now);
-        let old = found.filter(|&id| item::read_iflag(self.slabs.chunk(id)) & ITEM_TOMBSTONE == 0);
+        let (live, old) = self.lookup(key, now);
+        let floor = self.floor_of(live, key, now);
         if !version::admits(w.version, floor) {
             self.stats.stale_fills_refused += 1;
             return (StoreOutcome::NotStored, 0);

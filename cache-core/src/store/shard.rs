@@ -172,11 +172,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         let h = Header::read(self.slabs.chunk(id));
         if Self::is_dead(&h, now, self.gen, self.oldest_live) {
             if h.has(ITEM_TOMBSTONE) {
-                self.stats.tombstones -= 1;
-                // Flushed before its window ended: the floor still holds (see crate::version).
-                if h.exptime > now {
-                    self.floors.record(key.hash, h.cas, h.exptime, now);
-                }
+                // Not a get: tombstones are invisible.
             } else if h.exptime != 0 && h.exptime <= now {
                 self.stats.get_expired += 1;
             } else {
@@ -196,17 +192,24 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         }
     }
 
-    /// Unlinks and frees a linked item, keeping its floor and reporting a HOT copy.
+    /// Unlinks and frees a linked item or tombstone, keeping its floor and reporting a HOT
+    /// copy. A tombstone removed before its window ends (a flush, a sweep) hands its floor to
+    /// the filter for the rest of the window (see crate::version).
     pub(super) fn remove(&mut self, id: ItemId, hash: u64, now: u32) {
         let chunk = self.slabs.chunk(id);
         Self::touched(&mut self.hot_log, chunk);
-        let floor = item_floor(chunk);
         let h = Header::read(chunk);
-        if floor > 0 && !h.has(ITEM_TOMBSTONE) {
-            self.floors
-                .record(hash, floor, now + self.cfg.tombstone_secs, now);
-        }
-        if !h.has(ITEM_TOMBSTONE) {
+        if h.has(ITEM_TOMBSTONE) {
+            self.stats.tombstones -= 1;
+            if h.exptime > now {
+                self.floors.record(hash, h.cas, h.exptime, now);
+            }
+        } else {
+            let floor = item_floor(chunk);
+            if floor > 0 {
+                let until = now + self.cfg.tombstone_secs;
+                self.floors.record(hash, floor, until, now);
+            }
             self.stats.bytes -= h.total_len() as u64;
         }
         self.slabs.unlink(id, hash);
