@@ -5,8 +5,8 @@
 use super::{
     lease, meta,
     token::{strtol, strtoul, strtoull, Tokens},
-    Arith, DataError, Delete, ErrorReply, Get, Invalid, Keys, Line, ParseError, Parsed, Parser,
-    Request, Slabs, Store, StoreCmd, Touch,
+    Arith, Delete, ErrorReply, Get, Invalid, Keys, Line, ParseError, Parsed, Parser, Request,
+    Slabs, Store, StoreCmd, Touch,
 };
 
 const BAD_FORMAT: ErrorReply = ErrorReply::Client("bad command line format");
@@ -43,7 +43,7 @@ pub(super) fn dispatch<'a>(p: &Parser, line: Line<'a>) -> Result<Parsed<'a>, Par
         b"delete" => delete(p, line, &t),
         b"touch" => touch(p, line, &t),
         b"flush_all" => flush_all(line, &t),
-        b"stats" => done(Request::Stats(keys_text(line.text, &t, 1))),
+        b"stats" => done(Request::Stats(t.from(1))),
         b"version" => done(Request::Version),
         b"quit" => done(Request::Quit),
         b"shutdown" => done(Request::Shutdown),
@@ -114,7 +114,7 @@ fn get<'a>(
         first = 2;
     }
     // Keys run from the first key token to the end of the line, including any unsplit rest.
-    let text = keys_text(line.text, t, first);
+    let text = t.from(first);
     let keys = Keys::new(text);
     if keys.iter().any(|k| !p.key_ok(k)) {
         return fail(line.len, BAD_FORMAT, false);
@@ -127,20 +127,6 @@ fn get<'a>(
         }),
         consumed: line.len,
     })
-}
-
-/// The slice of `text` starting at token `first` (or empty if there is none).
-pub(super) fn keys_text<'a>(text: &'a [u8], t: &Tokens<'a>, first: usize) -> &'a [u8] {
-    let tok = t.get(first);
-    if tok.is_empty() {
-        return &[];
-    }
-    let offset = tok.as_ptr() as usize - text.as_ptr() as usize;
-    let text = match memchr::memchr(0, text) {
-        Some(nul) => &text[..nul],
-        None => text,
-    };
-    text.get(offset..).unwrap_or(&[])
 }
 
 pub(super) fn invalid(consumed: usize, reply: ErrorReply) -> ParseError {
@@ -183,34 +169,23 @@ fn storage<'a>(
         return fail(line.len, BAD_FORMAT, noreply);
     }
     let vlen = vlen as usize;
-    if !p.fits(key.len(), vlen) {
-        return Ok(Parsed {
-            request: Request::TooLarge {
-                key,
-                drop_existing: cmd == StoreCmd::Set,
-                reply: !noreply,
-            },
-            consumed: line.len + vlen + 2,
-        });
-    }
-    match line.data(vlen) {
-        Ok(value) => Ok(Parsed {
-            request: Request::Store(Store {
-                cmd,
-                key,
-                flags,
-                exptime,
-                cas,
-                value,
-                noreply,
-            }),
-            consumed: line.len + vlen + 2,
-        }),
-        Err(DataError::Incomplete) => Err(ParseError::Incomplete),
-        Err(DataError::Bad(consumed)) => {
-            fail(consumed, ErrorReply::Client("bad data chunk"), noreply)
-        }
-    }
+    let value = match line.block(p, key, vlen, cmd == StoreCmd::Set, !noreply) {
+        Ok(value) => value,
+        Err(done) => return done,
+    };
+    let request = Request::Store(Store {
+        cmd,
+        key,
+        flags,
+        exptime,
+        cas,
+        value,
+        noreply,
+    });
+    Ok(Parsed {
+        request,
+        consumed: line.len + vlen + 2,
+    })
 }
 
 /// `<cmd> <key> <arg> [noreply]` (incr, decr, touch): the token count, `noreply` and the key,

@@ -11,9 +11,9 @@
 //! `NOT_STORED`.
 
 use super::{
-    classic::{fail, keys_text},
+    classic::fail,
     token::{strtol, strtoul, strtoull, Tokens},
-    DataError, ErrorReply, Keys, LeaseSet, Line, ParseError, Parsed, Parser, Request,
+    ErrorReply, Keys, LeaseSet, Line, ParseError, Parsed, Parser, Request,
 };
 
 const BAD_FORMAT: ErrorReply = ErrorReply::Client("bad command line format");
@@ -26,7 +26,7 @@ pub(super) fn get<'a>(
     if t.ntokens() < 3 {
         return fail(line.len, ErrorReply::Error, false);
     }
-    let keys = Keys::new(keys_text(line.text, t, 1));
+    let keys = Keys::new(t.from(1));
     if keys.iter().any(|k| !p.key_ok(k)) {
         return fail(line.len, BAD_FORMAT, false);
     }
@@ -61,30 +61,20 @@ pub(super) fn set<'a>(
         return fail(line.len, BAD_FORMAT, noreply);
     }
     let vlen = vlen as usize;
-    let consumed = line.len + vlen + 2;
-    if !p.fits(key.len(), vlen) {
-        return Ok(Parsed {
-            request: Request::TooLarge {
-                key,
-                drop_existing: false,
-                reply: !noreply,
-            },
-            consumed,
-        });
-    }
-    match line.data(vlen) {
-        Ok(value) => Ok(Parsed {
-            request: Request::LeaseSet(LeaseSet {
-                key,
-                token,
-                flags,
-                exptime,
-                value,
-                noreply,
-            }),
-            consumed,
-        }),
-        Err(DataError::Incomplete) => Err(ParseError::Incomplete),
-        Err(DataError::Bad(n)) => fail(n, ErrorReply::Client("bad data chunk"), noreply),
-    }
+    let value = match line.block(p, key, vlen, false, !noreply) {
+        Ok(value) => value,
+        Err(done) => return done,
+    };
+    let request = Request::LeaseSet(LeaseSet {
+        key,
+        token,
+        flags,
+        exptime,
+        value,
+        noreply,
+    });
+    Ok(Parsed {
+        request,
+        consumed: line.len + vlen + 2,
+    })
 }

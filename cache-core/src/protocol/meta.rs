@@ -12,7 +12,7 @@ use base64::Engine as _;
 use super::{
     classic::{fail, invalid},
     token::{strtol, strtoul, strtoull, Tokens},
-    DataError, ErrorReply, Line, Meta, MetaSet, ParseError, Parsed, Parser, Request,
+    ErrorReply, Line, Meta, MetaSet, ParseError, Parsed, Parser, Request,
 };
 
 /// memcached's `MFLAG_MAX_OPT_LENGTH`: the most tokens a meta line may have.
@@ -136,7 +136,7 @@ fn keyed<'a>(
         };
         return fail(line.len, ErrorReply::Client(why), false);
     }
-    let raw = super::classic::keys_text(line.text, t, 2);
+    let raw = t.from(2);
     let flags = match preparse(raw, key) {
         Ok(f) => f,
         Err(why) if cmd == Cmd::Get || why == OPAQUE_TOO_LONG => {
@@ -197,7 +197,7 @@ fn set<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, Par
     };
     // From here on every error swallows the data block, as memcached does.
     let swallow = line.len + vlen + 2;
-    let raw = super::classic::keys_text(line.text, t, 3);
+    let raw = t.from(3);
     let mut flags = match preparse(raw, key) {
         Ok(f) => f,
         Err(why) => return Err(invalid(swallow, ErrorReply::Client(why))),
@@ -211,24 +211,15 @@ fn set<'a>(p: &Parser, line: Line<'a>, t: &Tokens<'a>) -> Result<Parsed<'a>, Par
             ))
         }
     }
-    if !p.fits(key.len(), vlen) {
-        return Ok(Parsed {
-            request: Request::TooLarge {
-                key,
-                drop_existing: true,
-                reply: true,
-            },
-            consumed: swallow,
-        });
-    }
-    match line.data(vlen) {
-        Ok(value) => Ok(Parsed {
-            request: Request::MetaSet(MetaSet { key, flags, value }),
-            consumed: swallow,
-        }),
-        Err(DataError::Incomplete) => Err(ParseError::Incomplete),
-        Err(DataError::Bad(n)) => Err(invalid(n, ErrorReply::Client("bad data chunk"))),
-    }
+    // Meta commands always answer errors, and a refused `ms` drops the key's item.
+    let value = match line.block(p, key, vlen, true, true) {
+        Ok(value) => value,
+        Err(done) => return done,
+    };
+    Ok(Parsed {
+        request: Request::MetaSet(MetaSet { key, flags, value }),
+        consumed: swallow,
+    })
 }
 
 /// `me <key> [b]`.

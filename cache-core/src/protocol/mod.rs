@@ -174,24 +174,48 @@ struct Line<'a> {
 }
 
 impl<'a> Line<'a> {
-    /// The data block of `vlen` bytes after this line, checked for its `\r\n`.
-    fn data(&self, vlen: usize) -> Result<&'a [u8], DataError> {
+    /// The data block of `vlen` bytes after this storage line, or the finished answer when there
+    /// is no value to store: the item can never fit (`TooLarge`; the block is swallowed), the
+    /// block is not all here yet, or it does not end in `\r\n` (memcached's `bad data chunk`,
+    /// after which it still skips line + block). `reply` is false when `noreply` silences
+    /// errors; `drop_existing` says whether a refused write drops the key's current item.
+    #[expect(
+        clippy::result_large_err,
+        reason = "the error is the parser's own result, returned as is by the caller"
+    )]
+    fn block(
+        &self,
+        p: &Parser,
+        key: &'a [u8],
+        vlen: usize,
+        drop_existing: bool,
+        reply: bool,
+    ) -> Result<&'a [u8], Result<Parsed<'a>, ParseError>> {
         let need = self.len + vlen + 2;
+        if !p.fits(key.len(), vlen) {
+            let request = Request::TooLarge {
+                key,
+                drop_existing,
+                reply,
+            };
+            return Err(Ok(Parsed {
+                request,
+                consumed: need,
+            }));
+        }
         if self.buf.len() < need {
-            return Err(DataError::Incomplete);
+            return Err(Err(ParseError::Incomplete));
         }
         let block = &self.buf[self.len..need];
         if &block[vlen..] != b"\r\n" {
-            return Err(DataError::Bad(need));
+            return Err(Err(ParseError::Invalid(Invalid {
+                reply: reply.then_some(ErrorReply::Client("bad data chunk")),
+                consumed: need,
+                close: false,
+            })));
         }
         Ok(&block[..vlen])
     }
-}
-
-enum DataError {
-    Incomplete,
-    /// The block did not end in `\r\n`; memcached still consumes this many bytes.
-    Bad(usize),
 }
 
 /// A parsed request and the bytes it used (see the module docs on `consumed`).

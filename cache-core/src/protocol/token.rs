@@ -16,6 +16,8 @@ pub struct Tokens<'a> {
     len: usize,
     /// Unsplit remainder after the 23rd token (empty if the line had fewer).
     pub rest: &'a [u8],
+    /// The line as tokenized (cut at its first NUL).
+    line: &'a [u8],
 }
 
 impl<'a> Tokens<'a> {
@@ -40,6 +42,7 @@ impl<'a> Tokens<'a> {
                     toks,
                     len,
                     rest: &line[i..],
+                    line,
                 };
             }
             let start = i;
@@ -53,6 +56,7 @@ impl<'a> Tokens<'a> {
             toks,
             len,
             rest: &[],
+            line,
         }
     }
 
@@ -85,6 +89,18 @@ impl<'a> Tokens<'a> {
         } else {
             self.toks[self.len - 1]
         }
+    }
+
+    /// The line from token `i` to its end, the unsplit rest included (empty if there is no
+    /// token `i`): the keys of a multiget, the flags of a meta command, the args of `stats`.
+    pub fn from(&self, i: usize) -> &'a [u8] {
+        let tok = self.get(i);
+        if tok.is_empty() {
+            return &[];
+        }
+        // Every token is a subslice of `line`.
+        let at = tok.as_ptr() as usize - self.line.as_ptr() as usize;
+        self.line.get(at..).unwrap_or(&[])
     }
 
     /// memcached's `set_noreply_maybe`: the last token is exactly `noreply`.
