@@ -65,6 +65,8 @@ pub(crate) struct Conn {
     pub paused: bool,
     pub closing: bool,
     pub close_after_flush: bool,
+    /// Already in the shard's list of connections with output to send.
+    pub queued: bool,
 }
 
 impl Conn {
@@ -87,42 +89,52 @@ impl Conn {
             paused: false,
             closing: false,
             close_after_flush: false,
+            queued: false,
         }
     }
 
-    /// The buffer the next locally computed reply goes into.
+    /// The buffer the next locally computed reply goes into: `out` while nothing is pending,
+    /// else a slot behind the pending ones that is ready at once (the last one, if it is such a
+    /// slot already, so a run of local replies shares one buffer).
     pub(crate) fn reply_buf(&mut self) -> &mut Vec<u8> {
         if self.slots.is_empty() {
             return &mut self.out;
         }
-        let seq = self.open_slot(1, Finish::Nothing);
-        self.fill(seq, 0, Vec::new());
-        // The slot just pushed is ready and last; give out its part buffer.
-        match self
-            .slots
-            .back_mut()
-            .and_then(|s| s.parts.first_mut())
-            .and_then(Option::as_mut)
-        {
+        let open = self.slots.back().is_some_and(|s| {
+            s.ready() && s.parts.len() == 1 && matches!(s.finish, Finish::Nothing)
+        });
+        if !open {
+            self.push_slot(Slot {
+                parts: vec![Some(Vec::new())],
+                stats: Vec::new(),
+                remaining: 0,
+                finish: Finish::Nothing,
+            });
+        }
+        match self.slots.back_mut().and_then(|s| s.parts[0].as_mut()) {
             Some(buf) => buf,
             None => &mut self.out,
         }
     }
 
-    /// Reserves a reply slot of `parts` parts; returns its sequence number.
-    pub(crate) fn open_slot(&mut self, parts: u32, finish: Finish) -> u64 {
+    fn push_slot(&mut self, slot: Slot) -> u64 {
         if self.slots.is_empty() {
             self.head_seq = self.next_seq;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.slots.push_back(Slot {
+        self.slots.push_back(slot);
+        seq
+    }
+
+    /// Reserves a reply slot of `parts` parts; returns its sequence number.
+    pub(crate) fn open_slot(&mut self, parts: u32, finish: Finish) -> u64 {
+        self.push_slot(Slot {
             parts: (0..parts).map(|_| None).collect(),
             stats: Vec::new(),
             remaining: parts,
             finish,
-        });
-        seq
+        })
     }
 
     fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {

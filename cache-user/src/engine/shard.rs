@@ -266,7 +266,7 @@ impl Shard {
             }
             OP_RECV => self.received(idx, gen, res, flags),
             OP_SEND => self.sent(idx, gen, res),
-            OP_EVENTFD if !self.stopping || !self.shared.shutdown.load(Ordering::Acquire) => {
+            OP_EVENTFD if !self.stopping => {
                 self.arm_eventfd();
             }
             OP_UDP_RECV => {
@@ -411,17 +411,31 @@ impl Shard {
             self.process_input(idx);
             self.arm_recv(idx);
         }
-        self.dirty.push(idx);
+        self.mark_dirty(idx);
         self.try_finish(idx);
+    }
+
+    /// The connection in slot `idx`, whatever its generation.
+    fn conn_at(&mut self, idx: u32) -> Option<&mut Conn> {
+        self.conns.get_mut(idx as usize)?.as_mut()
+    }
+
+    /// Puts the connection on the list `flush_dirty` walks, once.
+    fn mark_dirty(&mut self, idx: u32) {
+        if let Some(c) = self.conn_at(idx) {
+            if !c.queued {
+                c.queued = true;
+                self.dirty.push(idx);
+            }
+        }
     }
 
     /// Starts a send for every connection with output waiting and none in flight.
     fn flush_dirty(&mut self) {
-        let dirty = std::mem::take(&mut self.dirty);
+        let mut dirty = std::mem::take(&mut self.dirty);
         for &idx in &dirty {
-            let Some(c) = self.conns.get_mut(idx as usize).and_then(Option::as_mut) else {
-                continue;
-            };
+            let Some(c) = self.conn_at(idx) else { continue };
+            c.queued = false;
             if c.fd < 0 || c.send_inflight {
                 continue;
             }
@@ -442,15 +456,13 @@ impl Shard {
                 self.try_finish(idx);
             }
         }
-        let mut dirty = dirty;
+        // Nothing above queues a connection, so the list is empty again: keep its allocation.
         dirty.clear();
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
-        }
+        self.dirty = dirty;
     }
 
     fn begin_close(&mut self, idx: u32) {
-        let Some(c) = self.conns.get_mut(idx as usize).and_then(Option::as_mut) else {
+        let Some(c) = self.conn_at(idx) else {
             return;
         };
         if c.closing {
@@ -466,7 +478,7 @@ impl Shard {
 
     /// Frees a closing connection once nothing of it is in flight.
     fn try_finish(&mut self, idx: u32) {
-        let Some(c) = self.conns.get_mut(idx as usize).and_then(Option::as_mut) else {
+        let Some(c) = self.conn_at(idx) else {
             return;
         };
         if !c.closing || c.recv_armed || c.send_inflight || c.cancel_inflight {
@@ -483,7 +495,7 @@ impl Shard {
 
     /// Parses and runs every whole request in the connection's input.
     fn process_input(&mut self, idx: u32) {
-        let Some(c) = self.conns.get_mut(idx as usize).and_then(Option::as_mut) else {
+        let Some(c) = self.conn_at(idx) else {
             return;
         };
         if c.closing || c.close_after_flush {
@@ -574,7 +586,7 @@ impl Shard {
             return;
         }
         if !c.out.is_empty() || c.close_after_flush {
-            self.dirty.push(idx);
+            self.mark_dirty(idx);
         }
     }
 
