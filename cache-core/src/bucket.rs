@@ -11,7 +11,9 @@
 //! vbucket = h >> 50                  (top 14 bits: 0..16383)
 //! ```
 //!
-//! All arithmetic wraps. The same `h` keys the store's index, so a request hashes its key once.
+//! All arithmetic wraps. The same `h` keys the store's index, so a single-key request hashes
+//! its key once even when it is routed first (`exec::execute_hashed`); a multi-key read on a
+//! multi-shard server hashes each key to route it and again in the store.
 //!
 //! Which node owns each bucket is a [`BucketMap`] with an epoch; a server asked for a key whose
 //! bucket it does not own answers with a [`Refusal`].

@@ -26,6 +26,7 @@ fn ttl(out: &mut Vec<u8>, exptime: u32, now: u32) {
 pub(super) fn get<B: AsRef<[u8]> + AsMut<[u8]>>(
     store: &mut Store<B>,
     m: &Meta<'_>,
+    hash: Option<u64>,
     now: u32,
     out: &mut Vec<u8>,
 ) {
@@ -46,7 +47,7 @@ pub(super) fn get<B: AsRef<[u8]> + AsMut<[u8]>>(
             matches!((pos(b'N'), pos(b'T')), (Some(n), Some(t)) if t > n)
         },
     };
-    let Some(hit) = store.meta_get(Key::new(key), args, now) else {
+    let Some(hit) = store.meta_get(super::key(key, hash), args, now) else {
         if !f.has(b'q') {
             out.extend_from_slice(b"EN");
             echo_opaque_and_key(out, f, key, f.has(b'b'));
@@ -112,12 +113,13 @@ fn echo_opaque_and_key(
 pub(super) fn set<B: AsRef<[u8]> + AsMut<[u8]>>(
     store: &mut Store<B>,
     m: &MetaSet<'_>,
+    hash: Option<u64>,
     now: u32,
     out: &mut Vec<u8>,
 ) {
     let f = &m.flags;
     let mut scratch = [0u8; 256];
-    let key = Key::new(f.decode_key(m.key, &mut scratch));
+    let key = super::key(f.decode_key(m.key, &mut scratch), hash);
     let mut mode = match f.mode {
         MetaMode::Add => Mode::Add,
         MetaMode::Append => Mode::Append,
@@ -176,6 +178,7 @@ pub(super) fn set<B: AsRef<[u8]> + AsMut<[u8]>>(
 pub(super) fn delete<B: AsRef<[u8]> + AsMut<[u8]>>(
     store: &mut Store<B>,
     m: &Meta<'_>,
+    hash: Option<u64>,
     now: u32,
     out: &mut Vec<u8>,
 ) {
@@ -189,7 +192,7 @@ pub(super) fn delete<B: AsRef<[u8]> + AsMut<[u8]>>(
         version: f.version,
         drop_value: f.has(b'x'),
     };
-    let code: &[u8] = match store.meta_delete(Key::new(key), args, now) {
+    let code: &[u8] = match store.meta_delete(super::key(key, hash), args, now) {
         DeleteOutcome::Deleted if f.has(b'q') => return,
         DeleteOutcome::Deleted => b"HD",
         DeleteOutcome::NotFound => b"NF",
@@ -203,6 +206,7 @@ pub(super) fn delete<B: AsRef<[u8]> + AsMut<[u8]>>(
 pub(super) fn arith<B: AsRef<[u8]> + AsMut<[u8]>>(
     store: &mut Store<B>,
     m: &Meta<'_>,
+    hash: Option<u64>,
     now: u32,
     out: &mut Vec<u8>,
 ) {
@@ -211,7 +215,7 @@ pub(super) fn arith<B: AsRef<[u8]> + AsMut<[u8]>>(
     let key = f.decode_key(m.key, &mut scratch);
     let incr = f.mode != MetaMode::Decr;
     let (r, created) = store.meta_arith(
-        Key::new(key),
+        super::key(key, hash),
         incr,
         f.delta,
         f.compare_cas.unwrap_or(0),
@@ -282,15 +286,7 @@ pub(super) fn debug<B: AsRef<[u8]> + AsMut<[u8]>>(
     out: &mut Vec<u8>,
 ) {
     let mut scratch = [0u8; 256];
-    let key = if base64 {
-        use base64::Engine as _;
-        let n = base64::engine::general_purpose::STANDARD
-            .decode_slice(raw, &mut scratch)
-            .unwrap_or(0);
-        &scratch[..n]
-    } else {
-        raw
-    };
+    let key = crate::protocol::meta::decode_key(raw, base64, &mut scratch);
     let Some(id) = store.peek(Key::new(key), now) else {
         out.extend_from_slice(encode::EN);
         return;

@@ -40,10 +40,27 @@ pub fn execute<B: AsRef<[u8]> + AsMut<[u8]>>(
     now: u32,
     out: &mut Vec<u8>,
 ) -> Action {
+    execute_hashed(store, req, None, now, out)
+}
+
+/// [`execute`] for a caller that already hashed the request's key to route it: `key_hash` is
+/// `khash` of the one key a single-key request (a one-key `get` included) names, as the store
+/// sees it (decoded from base64 for meta `b`); other requests ignore it. Saves hashing twice.
+pub fn execute_hashed<B: AsRef<[u8]> + AsMut<[u8]>>(
+    store: &mut Store<B>,
+    req: &Request<'_>,
+    key_hash: Option<u64>,
+    now: u32,
+    out: &mut Vec<u8>,
+) -> Action {
+    let key = |bytes| key(bytes, key_hash);
     match req {
         Request::Get(g) => {
-            for k in g.keys.iter() {
-                get_key(store, g.cas, g.touch, k, now, out);
+            // A routing hash belongs to the key of a one-key get only.
+            let mut keys = g.keys.iter().peekable();
+            while let Some(k) = keys.next() {
+                let hash = key_hash.filter(|_| keys.peek().is_none());
+                get_key(store, g.cas, g.touch, self::key(k, hash), now, out);
             }
             out.extend_from_slice(encode::END);
         }
@@ -56,7 +73,7 @@ pub fn execute<B: AsRef<[u8]> + AsMut<[u8]>>(
                 StoreCmd::Prepend => Mode::Prepend,
                 StoreCmd::Cas => Mode::Cas,
             };
-            let key = Key::new(s.key);
+            let key = key(s.key);
             let w = Write {
                 value: s.value,
                 flags: s.flags,
@@ -73,7 +90,7 @@ pub fn execute<B: AsRef<[u8]> + AsMut<[u8]>>(
             }
         }
         Request::Arith(a) => {
-            let r = store.arith(Key::new(a.key), a.incr, a.delta, 0, None, now);
+            let r = store.arith(key(a.key), a.incr, a.delta, 0, None, now);
             if !a.noreply {
                 match r {
                     ArithOutcome::Value(v, _) => {
@@ -89,7 +106,7 @@ pub fn execute<B: AsRef<[u8]> + AsMut<[u8]>>(
             }
         }
         Request::Delete(d) => {
-            let hit = store.delete(Key::new(d.key), now);
+            let hit = store.delete(key(d.key), now);
             if !d.noreply {
                 out.extend_from_slice(if hit {
                     encode::DELETED
@@ -99,7 +116,7 @@ pub fn execute<B: AsRef<[u8]> + AsMut<[u8]>>(
             }
         }
         Request::Touch(t) => {
-            let hit = store.touch(Key::new(t.key), t.exptime, now);
+            let hit = store.touch(key(t.key), t.exptime, now);
             if !t.noreply {
                 out.extend_from_slice(if hit {
                     encode::TOUCHED
@@ -129,10 +146,10 @@ pub fn execute<B: AsRef<[u8]> + AsMut<[u8]>>(
         Request::Shutdown => out.extend_from_slice(b"ERROR: shutdown not enabled\r\n"),
         Request::Slabs(s) => slabs(store, *s, now, out),
         Request::MetaNoop => out.extend_from_slice(encode::MN),
-        Request::MetaGet(m) => meta::get(store, m, now, out),
-        Request::MetaSet(m) => meta::set(store, m, now, out),
-        Request::MetaDelete(m) => meta::delete(store, m, now, out),
-        Request::MetaArith(m) => meta::arith(store, m, now, out),
+        Request::MetaGet(m) => meta::get(store, m, key_hash, now, out),
+        Request::MetaSet(m) => meta::set(store, m, key_hash, now, out),
+        Request::MetaDelete(m) => meta::delete(store, m, key_hash, now, out),
+        Request::MetaArith(m) => meta::arith(store, m, key_hash, now, out),
         Request::MetaDebug { key, base64 } => meta::debug(store, key, *base64, now, out),
         Request::LeaseGet(keys) => {
             for k in keys.iter() {
@@ -147,19 +164,19 @@ pub fn execute<B: AsRef<[u8]> + AsMut<[u8]>>(
                 exptime: realtime(l.exptime, now),
                 ..Write::default()
             };
-            let r = store.lease_set(Key::new(l.key), l.token, w, now);
+            let r = store.lease_set(key(l.key), l.token, w, now);
             if !l.noreply {
                 store_reply(r, out);
             }
         }
         Request::TooLarge {
-            key,
+            key: k,
             drop_existing,
             reply,
         } => {
             store.note_too_large();
             if *drop_existing {
-                store.drop_key(Key::new(key), now);
+                store.drop_key(key(k), now);
             }
             if *reply {
                 ErrorReply::Server("object too large for cache").write(out);
@@ -187,11 +204,11 @@ pub fn get_key<B: AsRef<[u8]> + AsMut<[u8]>>(
     store: &mut Store<B>,
     cas: bool,
     touch: Option<i32>,
-    key: &[u8],
+    key: Key<'_>,
     now: u32,
     out: &mut Vec<u8>,
 ) {
-    if let Some(id) = store.get(Key::new(key), touch, now) {
+    if let Some(id) = store.get(key, touch, now) {
         let it = store.view(id);
         encode::value(
             out,
@@ -287,5 +304,13 @@ pub(crate) fn write_key(out: &mut Vec<u8>, key: &[u8], binary: bool) {
         out.extend_from_slice(b" b");
     } else {
         out.extend_from_slice(key);
+    }
+}
+
+/// The store's key for `bytes`, hashing it unless the caller already did.
+pub(crate) fn key(bytes: &[u8], hash: Option<u64>) -> Key<'_> {
+    match hash {
+        Some(hash) => Key { bytes, hash },
+        None => Key::new(bytes),
     }
 }

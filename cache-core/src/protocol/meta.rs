@@ -75,14 +75,19 @@ impl<'a> MetaFlags<'a> {
 
     /// The key `key` stands for: decoded from base64 when `b` was sent.
     pub fn decode_key<'k>(&self, key: &'k [u8], scratch: &'k mut [u8; 256]) -> &'k [u8] {
-        if !self.has(b'b') {
-            return key;
-        }
-        match base64::engine::general_purpose::STANDARD.decode_slice(key, scratch) {
-            Ok(n) => &scratch[..n],
-            // Checked at parse time; an empty key is refused by every command.
-            Err(_) => &[],
-        }
+        decode_key(key, self.has(b'b'), scratch)
+    }
+}
+
+/// The key a meta command means: `raw` itself, or `raw` decoded from base64 when the command
+/// said `b` (its validity was checked at parse time; an empty key is refused by every command).
+pub fn decode_key<'k>(raw: &'k [u8], base64: bool, scratch: &'k mut [u8; 256]) -> &'k [u8] {
+    if !base64 {
+        return raw;
+    }
+    match base64::engine::general_purpose::STANDARD.decode_slice(raw, scratch) {
+        Ok(n) => &scratch[..n],
+        Err(_) => &[],
     }
 }
 

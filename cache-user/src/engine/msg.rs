@@ -27,6 +27,8 @@ pub(crate) enum Msg {
         to: ConnRef,
         seq: u64,
         part: u32,
+        /// The key's hash, when routing computed it (see `exec::execute_hashed`).
+        hash: Option<u64>,
         bytes: Vec<u8>,
     },
     /// The keys of a multiget that live on your store (`get`/`gets`/`gat`/`gats`/`lease-get`).
@@ -37,8 +39,6 @@ pub(crate) enum Msg {
         kind: GetKind,
         keys: Vec<u8>,
     },
-    /// Drop this key (a refused oversized `set`).
-    DropKey { key: Vec<u8> },
     /// `flush_all` reaches every shard.
     Flush { delay: i32 },
     /// `stats reset` reaches every shard.

@@ -1,7 +1,10 @@
 //! Which shard owns a request. Every key belongs to one shard: `vbucket(key) % shards`, so the
 //! bucket map and shard ownership line up (a bucket is wholly on one shard).
 
-use cache_core::{bucket::vbucket, protocol::Request};
+use cache_core::{
+    bucket::{khash, vbucket_of},
+    protocol::{meta, Request},
+};
 
 /// Where a request runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,65 +22,62 @@ pub(crate) enum Route {
 }
 
 pub(crate) fn shard_of(key: &[u8], shards: usize) -> usize {
-    vbucket(key) as usize % shards
+    shard_of_hash(khash(key), shards)
 }
 
-/// The route of `req` seen from shard `me` of `shards`.
-pub(crate) fn route(req: &Request<'_>, me: usize, shards: usize) -> Route {
+fn shard_of_hash(hash: u64, shards: usize) -> usize {
+    vbucket_of(hash) as usize % shards
+}
+
+/// The route of `req` seen from shard `me` of `shards`, and the hash of its key when it names
+/// one key and routing computed it (the store reuses it rather than hashing again).
+pub(crate) fn route(req: &Request<'_>, me: usize, shards: usize) -> (Route, Option<u64>) {
+    let whole = |r| (r, None);
     if shards == 1 {
-        return match req {
+        return whole(match req {
             Request::Stats(_) => Route::Stats,
             _ => Route::Local,
-        };
+        });
     }
-    let key: Option<&[u8]> = match req {
-        Request::Store(s) => Some(s.key),
-        Request::Arith(a) => Some(a.key),
-        Request::Delete(d) => Some(d.key),
-        Request::Touch(t) => Some(t.key),
-        Request::LeaseSet(l) => Some(l.key),
-        Request::TooLarge { key, .. } => Some(key),
-        Request::MetaGet(m) | Request::MetaDelete(m) | Request::MetaArith(m) => {
-            return meta_route(m.key, &m.flags, me, shards);
-        }
-        Request::MetaSet(m) => return meta_route(m.key, &m.flags, me, shards),
-        Request::MetaDebug { key, base64 } => {
-            if *base64 {
-                return Route::Local; // rare debug form: answered from this shard
-            }
-            Some(key)
-        }
-        Request::Get(g) => return multi(g.keys.iter(), me, shards),
-        Request::LeaseGet(keys) => return multi(keys.iter(), me, shards),
-        Request::FlushAll { .. } => return Route::All,
-        Request::Stats(_) => return Route::Stats,
-        _ => None,
-    };
-    match key {
-        Some(k) => owner(shard_of(k, shards), me),
-        None => Route::Local,
-    }
-}
-
-fn owner(s: usize, me: usize) -> Route {
-    if s == me {
-        Route::Local
-    } else {
-        Route::Shard(s)
-    }
-}
-
-fn meta_route(
-    key: &[u8],
-    flags: &cache_core::protocol::MetaFlags<'_>,
-    me: usize,
-    shards: usize,
-) -> Route {
     let mut scratch = [0u8; 256];
-    let k = flags.decode_key(key, &mut scratch);
-    owner(shard_of(k, shards), me)
+    let key: &[u8] = match req {
+        Request::Store(s) => s.key,
+        Request::Arith(a) => a.key,
+        Request::Delete(d) => d.key,
+        Request::Touch(t) => t.key,
+        Request::LeaseSet(l) => l.key,
+        Request::TooLarge { key, .. } => key,
+        Request::MetaGet(m) | Request::MetaDelete(m) | Request::MetaArith(m) => {
+            m.flags.decode_key(m.key, &mut scratch)
+        }
+        Request::MetaSet(m) => m.flags.decode_key(m.key, &mut scratch),
+        Request::MetaDebug { key, base64 } => meta::decode_key(key, *base64, &mut scratch),
+        Request::Get(g) => {
+            let mut keys = g.keys.iter();
+            match (keys.next(), keys.next()) {
+                (Some(only), None) => only,
+                _ => return whole(multi(g.keys.iter(), me, shards)),
+            }
+        }
+        Request::LeaseGet(keys) => return whole(multi(keys.iter(), me, shards)),
+        Request::FlushAll { .. } => return whole(Route::All),
+        Request::Stats(_) => return whole(Route::Stats),
+        _ => return whole(Route::Local),
+    };
+    let hash = khash(key);
+    let s = shard_of_hash(hash, shards);
+    (
+        if s == me {
+            Route::Local
+        } else {
+            Route::Shard(s)
+        },
+        Some(hash),
+    )
 }
 
+/// A multi-key read runs here if every key is ours (the common case, no allocation), else it
+/// is split by key.
 fn multi<'a>(mut keys: impl Iterator<Item = &'a [u8]>, me: usize, shards: usize) -> Route {
     if keys.all(|k| shard_of(k, shards) == me) {
         Route::Local

@@ -597,41 +597,36 @@ impl Shard {
             idx,
             gen,
         };
-        match route(req, self.id, self.n) {
+        let (route, hash) = route(req, self.id, self.n);
+        match route {
             Route::Local => {
                 let Some(c) = self.conns[idx as usize].as_mut() else {
                     return true;
                 };
                 let out = c.reply_buf();
-                match exec::execute(&mut self.store, req, self.now, out) {
+                match exec::execute_hashed(&mut self.store, req, hash, self.now, out) {
                     Action::Done => false,
                     Action::Close => true,
                     Action::Stats => false,
                 }
             }
             Route::Shard(s) => {
-                if let Request::TooLarge { key, reply, .. } = req {
-                    // The data block never arrives whole: answer here, drop the key there.
-                    self.shared.mailboxes[s].send(Msg::DropKey { key: key.to_vec() });
-                    if *reply {
-                        if let Some(c) = self.conns[idx as usize].as_mut() {
-                            cache_core::protocol::ErrorReply::Server("object too large for cache")
-                                .write(c.reply_buf());
-                        }
-                    }
-                    return false;
-                }
+                // The owner parses these bytes again. For a refused oversized write they are
+                // only its line (the data block is swallowed here), which parses to the same
+                // refusal there.
                 let Some(c) = self.conns[idx as usize].as_mut() else {
                     return true;
                 };
                 let seq = c.open_slot(1, Finish::Nothing);
+                let bytes = raw.to_vec();
                 self.shared.mailboxes[s].send(Msg::Exec {
                     to: me,
                     seq,
                     part: 0,
-                    bytes: raw.to_vec(),
+                    hash,
+                    bytes,
                 });
-                matches!(req, Request::Quit)
+                false
             }
             Route::Split => {
                 self.split_get(idx, me, req);
@@ -762,12 +757,13 @@ impl Shard {
                 to,
                 seq,
                 part,
+                hash,
                 bytes,
             } => {
                 let mut out = Vec::new();
                 match self.parser.parse(&bytes) {
                     Ok(p) => {
-                        exec::execute(&mut self.store, &p.request, self.now, &mut out);
+                        exec::execute_hashed(&mut self.store, &p.request, hash, self.now, &mut out);
                     }
                     Err(_) => {
                         cache_core::protocol::ErrorReply::Server("internal routing error")
@@ -786,7 +782,6 @@ impl Shard {
                 let out = run_keys(&mut self.store, kind, &keys, self.now);
                 self.reply(to, seq, part, out);
             }
-            Msg::DropKey { key } => self.store.drop_key(Key::new(&key), self.now),
             Msg::Flush { delay } => self.store.apply_flush(delay, self.now),
             Msg::ResetStats => self.reset_stats(),
             Msg::StatsReq { to, seq, part } => {
@@ -958,7 +953,9 @@ fn run_keys(store: &mut Store<MmapMut>, kind: GetKind, keys: &[u8], now: u32) ->
     let mut out = Vec::new();
     for k in keys.split(|&b| b == b' ').filter(|k| !k.is_empty()) {
         match kind {
-            GetKind::Get { cas, touch } => exec::get_key(store, cas, touch, k, now, &mut out),
+            GetKind::Get { cas, touch } => {
+                exec::get_key(store, cas, touch, Key::new(k), now, &mut out)
+            }
             GetKind::Lease => exec::lease_key(store, k, now, &mut out),
         }
     }

@@ -231,3 +231,27 @@ fn append_with_n_vivifies() -> Result<()> {
     ];
     run(TABLE)
 }
+
+/// `me <key> b` finds a base64 key whichever shard holds it (two threads, so some of these keys
+/// live on the other one).
+#[test]
+fn meta_debug_base64_key_on_any_shard() -> Result<()> {
+    let server = kcache_tests::Server::start(
+        kcache_tests::Target::from_env(),
+        &kcache_tests::Config::default().threads(2),
+    )?;
+    let mut conn = server.connect()?;
+    // base64 of "k0".."k7"
+    for key in [
+        "azA=", "azE=", "azI=", "azM=", "azQ=", "azU=", "azY=", "azc=",
+    ] {
+        anyhow::ensure!(conn.call(format!("ms {key} 1 b\r\nx\r\n").as_bytes())? == b"HD\r\n");
+        let reply = conn.call(format!("me {key} b\r\n").as_bytes())?;
+        anyhow::ensure!(
+            reply.starts_with(format!("ME {key} exp=-1 ").as_bytes()),
+            "me {key} b: {}",
+            kcache_tests::show(&reply, 200)
+        );
+    }
+    Ok(())
+}
