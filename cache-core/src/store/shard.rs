@@ -2,6 +2,7 @@
 //! per-command methods live in `ops.rs` and `meta_ops.rs`; this file holds what they share.
 
 use super::{
+    evict::books,
     item::{self, Header, ITEM_EXT_VERSION, ITEM_FLOOR, ITEM_HOT, ITEM_REF, ITEM_TOMBSTONE},
     slabs::{AllocError, ItemId, Removal, SlabConfig, SlabError, Slabs},
     Stats,
@@ -87,7 +88,6 @@ pub struct Store<B> {
     pub(super) floors: FloorFilter,
     pub(super) stats: Stats,
     pub(super) scratch: Vec<u8>,
-    pub(super) removal_scratch: Vec<u8>,
     pub(super) hot_log: Vec<u8>,
     pub(super) removal_log: Option<Vec<(Removal, Vec<u8>)>>,
 }
@@ -114,7 +114,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             oldest_live: 0,
             stats: Stats::default(),
             scratch: Vec::new(),
-            removal_scratch: Vec::new(),
             hot_log: Vec::new(),
             removal_log: None,
         })
@@ -146,17 +145,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             .wrapping_add(self.cas_seq.wrapping_mul(self.cfg.cas_stride))
     }
 
-    /// Notes that the item in `chunk` is about to change or vanish.
-    pub(super) fn touched(hot_log: &mut Vec<u8>, chunk: &[u8]) {
-        if item::read_iflag(chunk) & ITEM_HOT != 0 {
-            let k = item::key(chunk);
-            hot_log.push(k.len() as u8);
-            hot_log.extend_from_slice(k);
-        }
-    }
-
     pub(super) fn note_change(&mut self, id: ItemId) {
-        Self::touched(&mut self.hot_log, self.slabs.chunk(id));
+        report_hot(&mut self.hot_log, self.slabs.chunk(id));
     }
 
     pub(super) fn is_dead(h: &Header, now: u32, gen: u8, oldest_live: u32) -> bool {
@@ -192,26 +182,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         }
     }
 
-    /// Unlinks and frees a linked item or tombstone, keeping its floor and reporting a HOT
-    /// copy. A tombstone removed before its window ends (a flush, a sweep) hands its floor to
-    /// the filter for the rest of the window (see crate::version).
+    /// Unlinks and frees a linked item or tombstone, settling its books (see `Books::settle`).
     pub(super) fn remove(&mut self, id: ItemId, hash: u64, now: u32) {
-        let chunk = self.slabs.chunk(id);
-        Self::touched(&mut self.hot_log, chunk);
-        let h = Header::read(chunk);
-        if h.has(ITEM_TOMBSTONE) {
-            self.stats.tombstones -= 1;
-            if h.exptime > now {
-                self.floors.record(hash, h.cas, h.exptime, now);
-            }
-        } else {
-            let floor = item_floor(chunk);
-            if floor > 0 {
-                let until = now + self.cfg.tombstone_secs;
-                self.floors.record(hash, floor, until, now);
-            }
-            self.stats.bytes -= h.total_len() as u64;
-        }
+        books!(self).settle(None, self.slabs.chunk(id), Some(hash), now);
         self.slabs.unlink(id, hash);
     }
 
@@ -268,7 +241,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         match self.slabs.find(key.bytes, key.hash) {
             Some(old) => {
                 let oc = self.slabs.chunk(old);
-                Self::touched(&mut self.hot_log, oc);
+                report_hot(&mut self.hot_log, oc);
                 let oh = Header::read(oc);
                 if oh.has(ITEM_TOMBSTONE) {
                     self.stats.tombstones -= 1;
@@ -335,4 +308,14 @@ pub(super) fn item_floor(chunk: &[u8]) -> u64 {
     let h = Header::read(chunk);
     let own = if h.has(ITEM_EXT_VERSION) { h.cas } else { 0 };
     own.max(item::floor(chunk).unwrap_or(0))
+}
+
+/// Notes that the item in `chunk` is about to change or vanish: if a copy of it may sit in the
+/// XDP HOT map, its key goes on the log drained by `drain_hot_invalidations`.
+pub(super) fn report_hot(hot_log: &mut Vec<u8>, chunk: &[u8]) {
+    if item::read_iflag(chunk) & ITEM_HOT != 0 {
+        let k = item::key(chunk);
+        hot_log.push(k.len() as u8);
+        hot_log.extend_from_slice(k);
+    }
 }
