@@ -140,28 +140,19 @@ pub(crate) fn drive<E: Endpoint>(conns: &mut [E], mut job: Job<'_>) -> Result<Re
                 win.start + p.next()
             }
         };
-        let wait = flush_all(conns, now)?.then(|| next_send.min(win.end) - now);
-        now = poll(
+        now = turn(
             &epoll,
             &mut events,
-            wait.unwrap_or_default(),
             conns,
             &mut rec,
+            now,
+            next_send.min(win.end),
         )?;
-        conns.iter_mut().for_each(|c| c.expire(now, &mut rec));
         job.live.publish(&rec, &mut published);
     }
     let deadline = win.end + job.drain;
     while now < deadline && conns.iter().any(|c| c.in_flight() > 0) {
-        let wait = flush_all(conns, now)?.then(|| deadline - now);
-        now = poll(
-            &epoll,
-            &mut events,
-            wait.unwrap_or_default(),
-            conns,
-            &mut rec,
-        )?;
-        conns.iter_mut().for_each(|c| c.expire(now, &mut rec));
+        now = turn(&epoll, &mut events, conns, &mut rec, now, deadline)?;
     }
     conns.iter_mut().for_each(|c| c.abandon(&mut rec));
     job.live.publish(&rec, &mut published);
@@ -179,6 +170,22 @@ fn flush_all<E: Endpoint>(conns: &mut [E], now: Instant) -> Result<bool> {
 
 /// Waits up to `wait` (whole milliseconds, at most [`TICK`]; under a millisecond it only looks)
 /// and hands each readable endpoint to `readable`. Returns the time after.
+/// One turn of the loop: send what is queued, wait for replies until `until` at the most (not
+/// at all while sends are still pending), and time out overdue requests.
+fn turn<E: Endpoint>(
+    epoll: &Epoll,
+    events: &mut [EpollEvent],
+    conns: &mut [E],
+    rec: &mut Recorder,
+    now: Instant,
+    until: Instant,
+) -> Result<Instant> {
+    let wait = flush_all(conns, now)?.then(|| until - now);
+    let now = poll(epoll, events, wait.unwrap_or_default(), conns, rec)?;
+    conns.iter_mut().for_each(|c| c.expire(now, rec));
+    Ok(now)
+}
+
 fn poll<E: Endpoint>(
     epoll: &Epoll,
     events: &mut [EpollEvent],

@@ -144,27 +144,24 @@ impl Conn {
 
     /// Fills part `part` of slot `seq`.
     pub(crate) fn fill(&mut self, seq: u64, part: u32, bytes: Vec<u8>) {
-        if let Some(s) = self.slot_mut(seq) {
-            if let Some(p) = s.parts.get_mut(part as usize) {
-                if p.is_none() {
-                    *p = Some(bytes);
-                    s.remaining -= 1;
-                }
-            }
-        }
+        self.arrive(seq, part, bytes);
     }
 
     /// Adds one shard's counters to a `stats` slot.
     pub(crate) fn fill_stats(&mut self, seq: u64, part: u32, stats: StatsPart) {
-        if let Some(s) = self.slot_mut(seq) {
-            if let Some(p) = s.parts.get_mut(part as usize) {
-                if p.is_none() {
-                    *p = Some(Vec::new());
-                    s.remaining -= 1;
-                    s.stats.push(stats);
-                }
-            }
+        if let Some(s) = self.arrive(seq, part, Vec::new()) {
+            s.stats.push(stats);
         }
+    }
+
+    /// Records part `part` of slot `seq` as arrived with `bytes`; returns the slot unless the
+    /// part is unknown or already in (a reply for a slot that is gone is dropped).
+    fn arrive(&mut self, seq: u64, part: u32, bytes: Vec<u8>) -> Option<&mut Slot> {
+        let s = self.slot_mut(seq)?;
+        let p = s.parts.get_mut(part as usize).filter(|p| p.is_none())?;
+        *p = Some(bytes);
+        s.remaining -= 1;
+        Some(s)
     }
 
     /// Moves every completed slot at the head into `out`; `finish` writes a slot's trailer.
