@@ -14,7 +14,7 @@ use base64::Engine as _;
 use crate::{
     protocol::{
         encode::{self, num},
-        ErrorReply, Request, Slabs, StoreCmd,
+        ErrorReply, Request, Slabs,
     },
     store::{realtime, ArithOutcome, Key, LeaseGet, Mode, Store, StoreOutcome, Write},
 };
@@ -65,14 +65,7 @@ pub fn execute_hashed<B: AsRef<[u8]> + AsMut<[u8]>>(
             out.extend_from_slice(encode::END);
         }
         Request::Store(s) => {
-            let mode = match s.cmd {
-                StoreCmd::Set => Mode::Set,
-                StoreCmd::Add => Mode::Add,
-                StoreCmd::Replace => Mode::Replace,
-                StoreCmd::Append => Mode::Append,
-                StoreCmd::Prepend => Mode::Prepend,
-                StoreCmd::Cas => Mode::Cas,
-            };
+            let mode = s.cmd;
             let key = key(s.key);
             let w = Write {
                 value: s.value,

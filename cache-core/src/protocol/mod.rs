@@ -348,7 +348,7 @@ impl<'a> Keys<'a> {
     }
 }
 
-/// The six classic storage commands.
+/// The six classic storage commands, which are also the store's write modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreCmd {
     Set,

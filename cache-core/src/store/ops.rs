@@ -40,16 +40,8 @@ pub enum StoreOutcome {
     NoMemory,
 }
 
-/// The six storage modes (classic commands and `ms M<mode>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Set,
-    Add,
-    Replace,
-    Append,
-    Prepend,
-    Cas,
-}
+/// The six storage modes (classic commands and `ms M<mode>`): the protocol's own.
+pub use crate::protocol::StoreCmd as Mode;
 
 /// Everything a storage command may carry.
 #[derive(Debug, Clone, Copy, Default)]
