@@ -90,6 +90,10 @@ pub(crate) struct ServeArgs {
     /// Don't pin worker threads to cores
     #[arg(long)]
     pub(crate) no_pin: bool,
+
+    /// Microseconds a worker polls for work before sleeping; 0 = never poll [default: 5]
+    #[arg(long, value_name = "US")]
+    pub(crate) poll_us: Option<u32>,
 }
 
 #[cfg(test)]

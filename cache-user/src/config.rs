@@ -45,6 +45,8 @@ pub(crate) const THREADS_MAX: usize = 256;
 /// A shard's arena is addressed by `u32` item ids counting 8-byte words.
 const SHARD_BYTES_MAX: usize = 32 * GIB;
 const SECS_MAX: u32 = 86_400;
+/// A worker polls at most this long (1 ms) before sleeping.
+const POLL_US_MAX: u32 = 1000;
 
 /// Everything `kcache serve` runs with. Keys of the TOML file are the field names.
 #[derive(Debug, Clone, serde::Deserialize, PartialEq)]
@@ -67,6 +69,8 @@ pub(crate) struct Config {
     pub(crate) lease_secs: u32,
     pub(crate) growth_factor: f64,
     pub(crate) strict_keys: bool,
+    /// Microseconds a worker keeps polling for work before it sleeps; 0 = sleep at once.
+    pub(crate) poll_us: u32,
 }
 
 impl Default for Config {
@@ -85,6 +89,7 @@ impl Default for Config {
             lease_secs: 10,
             growth_factor: 1.08,
             strict_keys: false,
+            poll_us: 5,
         }
     }
 }
@@ -129,6 +134,7 @@ impl Config {
         set(&mut self.threads, &a.threads);
         set(&mut self.item_max, &a.max_item_size);
         set(&mut self.log, &a.log);
+        set(&mut self.poll_us, &a.poll_us);
         if a.no_pin {
             self.pin_threads = false;
         }
@@ -189,6 +195,11 @@ impl Config {
                 "{key} {v} is outside 1..={SECS_MAX}"
             );
         }
+        ensure!(
+            self.poll_us <= POLL_US_MAX,
+            "poll_us (--poll-us) {} is more than {POLL_US_MAX}",
+            self.poll_us
+        );
         if let Err(e) = EnvFilter::try_new(&self.log) {
             bail!("log (--log) {:?} is not a tracing filter: {e}", self.log);
         }

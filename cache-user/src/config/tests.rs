@@ -120,6 +120,7 @@ fn embedded_default_is_the_default_and_lists_every_key() {
             "max_connections",
             "memory_mb",
             "pin_threads",
+            "poll_us",
             "port",
             "strict_keys",
             "threads",
@@ -339,6 +340,12 @@ fn validation() {
             "lease day+1",
             |c| c.lease_secs = 86_401,
             Some("lease_secs 86401"),
+        ),
+        ("poll 1000", |c| c.poll_us = 1000, None),
+        (
+            "poll 1001",
+            |c| c.poll_us = 1001,
+            Some("poll_us (--poll-us) 1001"),
         ),
         ("log ok", |c| c.log = "warn,kcache=debug".into(), None),
         (

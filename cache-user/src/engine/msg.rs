@@ -107,6 +107,10 @@ impl Mailbox {
         let _ = nix::unistd::write(&self.efd, &one);
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     pub(crate) fn pop(&self) -> Option<Msg> {
         self.queue.pop()
     }

@@ -10,7 +10,7 @@
 use std::{
     os::fd::{AsRawFd, OwnedFd},
     sync::{atomic::Ordering, Arc},
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context, Result};
@@ -102,6 +102,9 @@ impl Shard {
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
+            // Raises a flag in the ring when completions are queued, so `poll_for_work` can see
+            // them without entering the kernel.
+            .setup_taskrun_flag()
             .build(4096)
             .context("creating io_uring (needs Linux 6.1+ with io_uring enabled)")?;
         let bufs = BufRing::new(&ring, TCP_GROUP, 256, 16 << 10).context("TCP buffer ring")?;
@@ -200,6 +203,7 @@ impl Shard {
         self.arm_eventfd();
         self.arm_udp();
         let mailbox = Arc::clone(&self.shared);
+        let poll = Duration::from_micros(u64::from(self.shared.cfg.poll_us));
         loop {
             self.now = unix_now();
             while let Some(m) = mailbox.mailboxes[self.id].pop() {
@@ -212,6 +216,9 @@ impl Shard {
             if self.stopping && self.conns.iter().all(Option::is_none) && self.udp_in_flight() == 0
             {
                 return Ok(());
+            }
+            if !poll.is_zero() && self.ring.submission().is_empty() {
+                self.poll_for_work(poll);
             }
             let sleep = mailbox.mailboxes[self.id].prepare_sleep();
             let r = self.ring.submit_and_wait(usize::from(sleep));
@@ -233,6 +240,29 @@ impl Shard {
             self.bufs.publish();
             if let Some(b) = &self.udp_bufs {
                 b.publish();
+            }
+        }
+    }
+
+    /// Waits up to `budget` in user space for something to do: completions the kernel has queued
+    /// for this ring (the ring's TASKRUN flag), a completion already posted, a message from
+    /// another shard, or shutdown. Work that arrives meanwhile is then picked up without the
+    /// sleep and wake-up that `io_uring_enter` would cost.
+    fn poll_for_work(&mut self, budget: Duration) {
+        let start = Instant::now();
+        loop {
+            for _ in 0..32 {
+                if self.ring.submission().taskrun()
+                    || !self.ring.completion().is_empty()
+                    || !self.shared.mailboxes[self.id].is_empty()
+                    || self.shared.shutdown.load(Ordering::Relaxed)
+                {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= budget {
+                return;
             }
         }
     }
