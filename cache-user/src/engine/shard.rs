@@ -3,7 +3,8 @@
 //!
 //! Every in-flight io_uring operation owns what it points at until its completion arrives: a
 //! receive owns nothing (the kernel picks a provided buffer), a send owns the connection's
-//! `sending` buffer (never touched while `send_inflight`), a UDP send owns its boxed `UdpOut`,
+//! `sending` buffer (never touched while `send_inflight`), a UDP send owns its boxed `UdpOut`
+//! (boxes are reused, but only once their send has completed),
 //! the eventfd read owns `efd_buf`. A connection's slot is only freed once none of its
 //! operations is in flight.
 
@@ -42,6 +43,9 @@ const OP_CANCEL: u64 = 7;
 const OUT_LIMIT: usize = 4 << 20;
 const TCP_GROUP: u16 = 0;
 const UDP_GROUP: u16 = 1;
+/// Emptied UDP request buffers kept for reuse, and the largest one kept.
+const SPARE_MAX: usize = 64;
+const SPARE_BYTES_MAX: usize = 64 << 10;
 const REJECT: &[u8] = b"SERVER_ERROR too many open connections\r\n";
 
 fn ud(op: u64, idx: u32, gen: u32) -> u64 {
@@ -54,6 +58,8 @@ fn split(ud: u64) -> (u64, u32, u32) {
 
 /// A UDP reply datagram in flight: the kernel reads all of this until the completion.
 struct UdpOut {
+    /// A send points at this box and has not completed yet.
+    busy: bool,
     hdr: libc::msghdr,
     iov: libc::iovec,
     addr: libc::sockaddr_storage,
@@ -76,8 +82,15 @@ pub(crate) struct Shard {
     udp: Option<OwnedFd>,
     efd_buf: Box<[u8; 8]>,
     udp_hdr: Box<libc::msghdr>,
-    udp_sends: Vec<Option<Box<UdpOut>>>,
+    /// Every UDP send box ever made; `udp_free` lists those not busy, for reuse.
+    #[expect(
+        clippy::vec_box,
+        reason = "in-flight sends point into the boxes, which must not move when the Vec grows"
+    )]
+    udp_sends: Vec<Box<UdpOut>>,
     udp_free: Vec<u32>,
+    /// Emptied buffers of finished UDP requests, reused for the next ones' input and output.
+    spare: Vec<Vec<u8>>,
     counters: ShardCounters,
     dirty: Vec<u32>,
     cqes: Vec<cqueue::Entry>,
@@ -138,6 +151,7 @@ impl Shard {
             udp_hdr,
             udp_sends: Vec::new(),
             udp_free: Vec::new(),
+            spare: Vec::new(),
             counters: ShardCounters::default(),
             dirty: Vec::new(),
             cqes: Vec::with_capacity(1024),
@@ -268,7 +282,7 @@ impl Shard {
     }
 
     fn udp_in_flight(&self) -> usize {
-        self.udp_sends.iter().filter(|s| s.is_some()).count()
+        self.udp_sends.iter().filter(|s| s.busy).count()
     }
 
     fn begin_stop(&mut self) {
@@ -310,8 +324,8 @@ impl Shard {
                 }
             }
             OP_UDP_SEND => {
-                if let Some(s) = self.udp_sends.get_mut(idx as usize) {
-                    *s = None;
+                if let Some(s) = self.udp_sends.get_mut(idx as usize).filter(|s| s.busy) {
+                    s.busy = false;
                     self.udp_free.push(idx);
                 }
             }
@@ -886,7 +900,11 @@ impl Shard {
             return;
         };
         self.counters.bytes_read += msg.payload_data().len() as u64;
-        let frame = udp::decode_request(msg.payload_data()).map(|(h, p)| (h, p.to_vec()));
+        let frame = udp::decode_request(msg.payload_data()).map(|(h, p)| {
+            let mut inbuf = self.spare.pop().unwrap_or_default();
+            inbuf.extend_from_slice(p);
+            (h, inbuf)
+        });
         // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
         let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let name = msg.name_data();
@@ -930,26 +948,43 @@ impl Shard {
             out.clear();
             cache_core::protocol::ErrorReply::Server("reply too large for UDP").write(&mut out);
         }
-        let mut grams: Vec<Vec<u8>> = Vec::new();
-        let _ = udp::split_reply(peer.request_id, &out, |d| grams.push(d.to_vec()));
-        for data in grams {
-            self.counters.bytes_written += data.len() as u64;
-            self.send_datagram(sock, &peer, data);
+        let _ = udp::split_reply(peer.request_id, &out, |d| {
+            self.send_datagram(sock, &peer, d)
+        });
+        for mut b in [out, c.inbuf] {
+            if self.spare.len() < SPARE_MAX && b.capacity() <= SPARE_BYTES_MAX {
+                b.clear();
+                self.spare.push(b);
+            }
         }
     }
 
-    fn send_datagram(&mut self, sock: i32, peer: &UdpPeer, data: Vec<u8>) {
-        // SAFETY: msghdr is plain old data; all-zero is its empty value.
-        let hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-        let mut o = Box::new(UdpOut {
-            hdr,
-            iov: libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            },
-            addr: peer.addr,
-            data,
-        });
+    /// Sends one datagram, copied into a free (or new) send box.
+    fn send_datagram(&mut self, sock: i32, peer: &UdpPeer, data: &[u8]) {
+        self.counters.bytes_written += data.len() as u64;
+        let slot = match self.udp_free.pop() {
+            Some(s) => s,
+            None => {
+                // SAFETY: msghdr is plain old data; all-zero is its empty value.
+                let hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+                self.udp_sends.push(Box::new(UdpOut {
+                    busy: false,
+                    hdr,
+                    iov: libc::iovec {
+                        iov_base: std::ptr::null_mut(),
+                        iov_len: 0,
+                    },
+                    addr: peer.addr,
+                    data: Vec::new(),
+                }));
+                (self.udp_sends.len() - 1) as u32
+            }
+        };
+        let o = &mut self.udp_sends[slot as usize];
+        o.busy = true;
+        o.addr = peer.addr;
+        o.data.clear();
+        o.data.extend_from_slice(data);
         o.iov = libc::iovec {
             iov_base: o.data.as_mut_ptr().cast(),
             iov_len: o.data.len(),
@@ -958,18 +993,10 @@ impl Shard {
         o.hdr.msg_namelen = peer.addr_len;
         o.hdr.msg_iov = &mut o.iov;
         o.hdr.msg_iovlen = 1;
-        let slot = match self.udp_free.pop() {
-            Some(s) => s,
-            None => {
-                self.udp_sends.push(None);
-                (self.udp_sends.len() - 1) as u32
-            }
-        };
         let e = opcode::SendMsg::new(Fd(sock), &o.hdr)
             .build()
             .user_data(ud(OP_UDP_SEND, slot, 0));
-        // The box keeps every pointer above valid until the completion frees it.
-        self.udp_sends[slot as usize] = Some(o);
+        // The box stays put (and busy, so nobody reuses it) until the completion arrives.
         self.push(e);
         // Hand UDP replies to the kernel at once rather than with the rest of the batch: a
         // client with few requests in flight otherwise waits for the whole batch (measured:
