@@ -40,8 +40,9 @@ struct Scenario {
     flags: &'static [&'static str],
 }
 
-/// The "Measure" loads: 100k keys of 16 B, 32 B values, uniform popularity.
-const SCENARIOS: [Scenario; 2] = [
+/// The "Measure" loads: 100k keys of 16 B, 32 B values, uniform popularity; each at one
+/// request in flight per connection and pipelined, plus 24-key multigets.
+const SCENARIOS: [Scenario; 5] = [
     Scenario {
         name: "tcp-90-10",
         about: "TCP, 90% get / 10% set, 8 connections, depth 1, closed loop",
@@ -49,10 +50,37 @@ const SCENARIOS: [Scenario; 2] = [
         flags: &["--conns", "8", "--depth", "1", "--get-ratio", "0.9"],
     },
     Scenario {
+        name: "tcp-90-10-depth8",
+        about: "TCP, 90% get / 10% set, 8 connections, 8 pipelined requests each, closed loop",
+        udp: false,
+        flags: &["--conns", "8", "--depth", "8", "--get-ratio", "0.9"],
+    },
+    Scenario {
         name: "udp-gets",
         about: "UDP, 100% get, 8 sockets, depth 1, closed loop (keys set over TCP first)",
         udp: true,
         flags: &["--conns", "8", "--depth", "1", "--get-ratio", "1"],
+    },
+    Scenario {
+        name: "udp-gets-depth8",
+        about: "UDP, 100% get, 8 sockets, 8 requests in flight each, closed loop",
+        udp: true,
+        flags: &["--conns", "8", "--depth", "8", "--get-ratio", "1"],
+    },
+    Scenario {
+        name: "tcp-multiget-24",
+        about: "TCP, gets of 24 keys each, 8 connections, depth 1, closed loop (ops = requests)",
+        udp: false,
+        flags: &[
+            "--conns",
+            "8",
+            "--depth",
+            "1",
+            "--get-ratio",
+            "1",
+            "--multiget",
+            "24",
+        ],
     },
 ];
 const COMMON: [&str; 8] = [
@@ -71,7 +99,7 @@ pub(crate) struct BenchArgs {
     /// Runs of each scenario on each server; the table shows medians
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Run only this scenario (tcp-90-10, udp-gets)
+    /// Run only this scenario (tcp-90-10, tcp-90-10-depth8, udp-gets, udp-gets-depth8, tcp-multiget-24)
     #[arg(long)]
     scenario: Option<String>,
     /// Worker threads of each server (-t)
