@@ -5,6 +5,8 @@
 //! - `store`: hits, misses and overwrites against a 1M-item working set, with and without the
 //!   protocol in front.
 //! - `memory`: bytes per item of that working set, against memcached's item layout.
+//! - `paths`: every other per-request path through a session (meta get, 24-key multiget,
+//!   lease-get, set, noreply set, delete), UDP framing and the routing hash.
 
 use cache_core::store::{slabs::SlabError, Key, Mode, Store, StoreConfig, StoreOutcome, Write};
 use rand::{rngs::SmallRng, seq::SliceRandom, SeedableRng};
