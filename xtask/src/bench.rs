@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 use self::server::Server;
 use crate::step;
 
+mod doc;
 mod machine;
 mod server;
 mod table;
@@ -30,6 +31,8 @@ mod table;
 const KCACHE: &str = "target/release/kcache";
 /// Results and server logs go here.
 const OUT_DIR: &str = "target/bench";
+/// The page a full run (every scenario) writes.
+const DOC: &str = "docs/BENCHMARKS.md";
 
 /// One load, as `kcache bench` flags (the server address, duration and pinning are added).
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +129,9 @@ pub(crate) struct BenchArgs {
     /// ...or after this many seconds of waiting, whatever the load (it is recorded either way)
     #[arg(long, default_value_t = 60)]
     idle_wait: u64,
+    /// Run nothing: rewrite docs/BENCHMARKS.md from this results file of an earlier run
+    #[arg(long, value_name = "FILE")]
+    doc_from: Option<PathBuf>,
 }
 
 /// Keys asked for by gets and hits over a whole client run (warm-up included), as the server's
@@ -153,6 +159,13 @@ struct Run {
 }
 
 pub(crate) fn run(a: &BenchArgs) -> Result<()> {
+    if let Some(from) = &a.doc_from {
+        let text =
+            fs::read_to_string(from).with_context(|| format!("reading {}", from.display()))?;
+        let doc: Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", from.display()))?;
+        return write_doc(&doc);
+    }
     let scenarios: Vec<Scenario> = match &a.scenario {
         Some(name) => match SCENARIOS.iter().find(|s| s.name == name) {
             Some(s) => vec![*s],
@@ -226,7 +239,14 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
     let agree = runs.iter().filter(|r| r.stats.matches).count();
     println!("stats check: in {agree} of {} runs the server's get_hits and get_misses matched the client's counts", runs.len());
     let path = PathBuf::from(OUT_DIR).join(format!("{}.json", machine.date.replace(':', "")));
+    let command = std::iter::once("cargo xtask".to_owned())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
     let doc = json!({
+        "command": command,
+        "commit": commit()?,
+        "results_file": path.display().to_string(),
         "machine": machine,
         "pinning": pinning,
         "settings": {
@@ -244,7 +264,33 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
     let text = serde_json::to_string_pretty(&doc).context("encoding the results")?;
     fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     println!("results: {} ({took:.0} s in all)", path.display());
+    if a.scenario.is_none() {
+        write_doc(&doc)?;
+    } else {
+        println!("{DOC} left as it is: it is only written by a run of every scenario");
+    }
     Ok(())
+}
+
+/// Writes [`DOC`] from a results document.
+fn write_doc(doc: &Value) -> Result<()> {
+    fs::write(DOC, doc::markdown(doc)).with_context(|| format!("writing {DOC}"))?;
+    println!("wrote {DOC}");
+    Ok(())
+}
+
+/// The commit measured, with `-dirty` when the work tree has changes.
+fn commit() -> Result<String> {
+    let out = |args: &[&str]| -> Result<String> {
+        let o = Command::new("git")
+            .args(args)
+            .output()
+            .context("running git")?;
+        Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let hash = out(&["rev-parse", "--short", "HEAD"])?;
+    let dirty = !out(&["status", "--porcelain", "--untracked-files=no"])?.is_empty();
+    Ok(if dirty { format!("{hash}-dirty") } else { hash })
 }
 
 /// Waits for an idle machine, runs `kcache bench` against `server` and reads its report.
