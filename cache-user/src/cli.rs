@@ -37,6 +37,10 @@ pub(crate) enum Command {
     /// Load a memcached server over TCP or UDP and report throughput and latency percentiles.
     #[command(after_help = crate::bench::BENCH_AFTER_HELP)]
     Bench(crate::bench::BenchArgs),
+    /// Delete one hot key and let a herd of clients miss it at once, with or without leases;
+    /// count the backend fills.
+    #[command(after_help = crate::bench::herd::HERD_AFTER_HELP)]
+    Herd(crate::bench::herd::HerdArgs),
 }
 
 const SERVE_AFTER_HELP: &str = "\

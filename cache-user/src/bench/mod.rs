@@ -30,6 +30,7 @@ use self::{
 mod args;
 mod cpu;
 mod driver;
+pub(crate) mod herd;
 mod record;
 mod reply;
 mod report;

@@ -125,15 +125,10 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut threads = Vec::new();
     let mut memory = String::new();
+    // Every arena is mapped and locked (which faults it in: ~0.6 s for 256 MiB here) before any
+    // port opens, so a client that can connect is served at once.
+    let mut stores = Vec::with_capacity(n);
     for id in 0..n {
-        let listener = bind(tcp, SockType::Stream).with_context(|| format!("TCP {tcp}"))?;
-        let udp = if cfg.udp_port != 0 {
-            let mut a = tcp;
-            a.set_port(cfg.udp_port);
-            Some(bind(a, SockType::Datagram).with_context(|| format!("UDP {a}"))?)
-        } else {
-            None
-        };
         let arena = crate::arena::allocate(per_shard)?;
         if id == 0 {
             memory = format!("{:?} huge pages, locked: {}", arena.huge, arena.locked);
@@ -149,7 +144,17 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
             lease_secs: cfg.lease_secs,
             ..StoreConfig::default()
         };
-        let store = Store::new(arena.mem, store_cfg).map_err(|e| anyhow!("shard {id}: {e}"))?;
+        stores.push(Store::new(arena.mem, store_cfg).map_err(|e| anyhow!("shard {id}: {e}"))?);
+    }
+    for (id, store) in stores.into_iter().enumerate() {
+        let listener = bind(tcp, SockType::Stream).with_context(|| format!("TCP {tcp}"))?;
+        let udp = if cfg.udp_port != 0 {
+            let mut a = tcp;
+            a.set_port(cfg.udp_port);
+            Some(bind(a, SockType::Datagram).with_context(|| format!("UDP {a}"))?)
+        } else {
+            None
+        };
         let shared = Arc::clone(&shared);
         let core = cfg
             .pin_threads
