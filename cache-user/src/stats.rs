@@ -175,6 +175,9 @@ fn general(p: &Process, s: &Stats, classes: &[ClassStats], now: u32, cpu: Cpu, o
         ("threads", p.threads as u64),
         // No per-event request limit (`-R`), so no yields.
         ("conn_yields", 0),
+        // The key index's heap bytes: kcache's hash table. (`hash_power_level` stays out: the
+        // index is not a power-of-two array of pointers.)
+        ("hash_bytes", s.hash_bytes),
         ("slabs_moved", slabs_moved),
         ("bytes", s.bytes),
         ("curr_items", s.curr_items),

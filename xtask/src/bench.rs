@@ -9,12 +9,12 @@
 
 use std::{
     fs,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use clap::Args;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -23,8 +23,12 @@ use self::server::Server;
 use crate::step;
 
 mod doc;
+mod herd;
 mod machine;
+mod memory;
+mod plot;
 mod server;
+mod sweep;
 mod table;
 
 /// The load generator (and server), built in release by this command.
@@ -33,6 +37,8 @@ const KCACHE: &str = "target/release/kcache";
 const OUT_DIR: &str = "target/bench";
 /// The page a full run (every scenario) writes.
 const DOC: &str = "docs/BENCHMARKS.md";
+/// Where its plots go (it links them as `bench/<file>`).
+const PLOTS: &str = "docs/bench";
 
 /// One load, as `kcache bench` flags (the server address, duration and pinning are added).
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +92,25 @@ const SCENARIOS: [Scenario; 5] = [
         ],
     },
 ];
+/// The rate sweep's load: TCP 90/10 over 8 connections, open loop (`--rate` is added per point).
+const SWEEP: Scenario = Scenario {
+    name: "sweep",
+    about: "TCP, 90% get / 10% set, 8 connections, open loop at rising rates (Poisson arrivals)",
+    udp: false,
+    flags: &["--conns", "8", "--get-ratio", "0.9"],
+};
+/// Sweep rates: `SWEEP_STEPS` even steps up to `SWEEP_MAX` requests per second (above either
+/// server's closed-loop capacity at 8 connections here), each measured for `SWEEP_SECS`.
+const SWEEP_MAX: f64 = 300_000.0;
+const SWEEP_STEPS: usize = 12;
+const SWEEP_SECS: f64 = 3.0;
+const SWEEP_WARMUP: f64 = 1.0;
+/// Memory per item is measured at these item counts.
+const MEMORY_ITEMS: [u64; 2] = [1_000_000, 10_000_000];
+
+/// Scenarios that are not a `kcache bench` load: the hot-key herd (`kcache herd`), the open-loop
+/// rate sweep and memory per item.
+const EXTRA: [&str; 3] = ["herd", "sweep", "memory"];
 const COMMON: [&str; 8] = [
     "--keys",
     "100000",
@@ -166,16 +191,15 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
             serde_json::from_str(&text).with_context(|| format!("parsing {}", from.display()))?;
         return write_doc(&doc);
     }
-    let scenarios: Vec<Scenario> = match &a.scenario {
-        Some(name) => match SCENARIOS.iter().find(|s| s.name == name) {
-            Some(s) => vec![*s],
-            None => bail!(
-                "no scenario {name:?}; there are {:?}",
-                SCENARIOS.map(|s| s.name)
-            ),
-        },
-        None => SCENARIOS.to_vec(),
-    };
+    if let Some(name) = &a.scenario {
+        let all: Vec<&str> = SCENARIOS.iter().map(|s| s.name).chain(EXTRA).collect();
+        ensure!(
+            all.contains(&name.as_str()),
+            "no scenario {name:?}; there are {all:?}"
+        );
+    }
+    let want = |name: &str| a.scenario.as_deref().is_none_or(|s| s == name);
+    let scenarios: Vec<Scenario> = SCENARIOS.iter().filter(|s| want(s.name)).copied().collect();
     ensure!(a.repeat >= 1, "--repeat must be at least 1");
     let started = Instant::now();
     step::cargo(
@@ -231,7 +255,32 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
             });
         }
     }
+    let sweeps = if want("sweep") {
+        step::header("open-loop rate sweep");
+        let sw = sweep_all(a, &servers)?;
+        println!("{}", sweep::markdown(&sw));
+        Some(sw)
+    } else {
+        None
+    };
+    let herd = if want("herd") {
+        step::header("hot-key herd");
+        let (md, raw) = herd::run(&servers, a.repeat, a.client_cpu)?;
+        println!("{md}");
+        Some((md, raw))
+    } else {
+        None
+    };
     drop(servers);
+    let memory = if want("memory") {
+        step::header("memory per item");
+        let rows = memory::run(KCACHE, &MEMORY_ITEMS)?;
+        let md = memory::markdown(&rows);
+        println!("{md}");
+        Some((md, rows))
+    } else {
+        None
+    };
     let took = started.elapsed().as_secs_f64();
     let md = table::markdown(&rows, a.duration);
     step::header("medians");
@@ -261,6 +310,24 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
         "runs": runs,
         "took_s": took,
     });
+    let mut doc = doc;
+    if let Some((md, raw)) = herd {
+        doc["herd_markdown"] = md.into();
+        doc["herd_runs"] = raw;
+    }
+    if let Some(sw) = sweeps {
+        doc["sweep_markdown"] = sweep::markdown(&sw).into();
+        doc["sweep"] = json!(sw
+            .iter()
+            .map(|(n, p)| json!({"server": n, "points": p}))
+            .collect::<Vec<_>>());
+        doc["sweep_about"] = SWEEP.about.into();
+    }
+    if let Some((md, rows)) = memory {
+        doc["memory_markdown"] = md.into();
+        doc["memory"] = json!(rows);
+    }
+    doc["curves"] = curves(&runs);
     let text = serde_json::to_string_pretty(&doc).context("encoding the results")?;
     fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     println!("results: {} ({took:.0} s in all)", path.display());
@@ -272,10 +339,75 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes [`DOC`] from a results document.
+/// For each load scenario and server, the latency percentile curve of the run with the median
+/// p99: `{scenario: {server: [[percentile, µs], ...]}}`.
+fn curves(runs: &[Run]) -> Value {
+    let mut out = serde_json::Map::new();
+    for r in runs {
+        let entry = out.entry(r.scenario).or_insert_with(|| json!({}));
+        if entry.get(r.server).is_some() {
+            continue;
+        }
+        let mut mine: Vec<&Run> = runs
+            .iter()
+            .filter(|x| x.scenario == r.scenario && x.server == r.server)
+            .collect();
+        mine.sort_by(|x, y| {
+            let p99 = |r: &Run| r.figures.get("p99_us").copied().unwrap_or(f64::NAN);
+            p99(x).total_cmp(&p99(y))
+        });
+        if let Some(mid) = mine.get(mine.len() / 2) {
+            entry[r.server] = mid.report["curve"].clone();
+        }
+    }
+    Value::Object(out)
+}
+
+/// Writes [`DOC`] and its plots (into [`PLOTS`]) from a results document.
 fn write_doc(doc: &Value) -> Result<()> {
-    fs::write(DOC, doc::markdown(doc)).with_context(|| format!("writing {DOC}"))?;
-    println!("wrote {DOC}");
+    fs::create_dir_all(PLOTS).with_context(|| format!("creating {PLOTS}"))?;
+    let mut plots = Vec::new();
+    let points = |v: &Value| -> Vec<(f64, f64)> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
+            .collect()
+    };
+    for (scenario, servers) in doc["curves"].as_object().into_iter().flatten() {
+        let lines: Vec<(&str, Vec<(f64, f64)>)> = servers
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, c)| (name.as_str(), points(c)))
+            .collect();
+        let series: Vec<(&str, &[(f64, f64)])> =
+            lines.iter().map(|(n, p)| (*n, p.as_slice())).collect();
+        let file = format!("curve-{scenario}.svg");
+        let title = format!("{scenario}: latency by percentile (the run with the median p99)");
+        plot::percentile_curve(&title, &series, &Path::new(PLOTS).join(&file))?;
+        plots.push(json!({"title": title, "path": format!("bench/{file}")}));
+    }
+    if let Some(sw) = doc["sweep"].as_array() {
+        let lines: Vec<(&str, Vec<sweep::SweepPoint>)> = sw
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    s["server"].as_str()?,
+                    serde_json::from_value(s["points"].clone()).ok()?,
+                ))
+            })
+            .collect();
+        let series: Vec<(&str, &[sweep::SweepPoint])> =
+            lines.iter().map(|(n, p)| (*n, p.as_slice())).collect();
+        let title = "open-loop sweep: latency against throughput (TCP 90/10, 8 connections)";
+        plot::sweep(title, &series, &Path::new(PLOTS).join("sweep.svg"))?;
+        plots.push(json!({"title": title, "path": "bench/sweep.svg"}));
+    }
+    let mut doc = doc.clone();
+    doc["plots"] = Value::Array(plots);
+    fs::write(DOC, doc::markdown(&doc)).with_context(|| format!("writing {DOC}"))?;
+    println!("wrote {DOC} and its plots in {PLOTS}");
     Ok(())
 }
 
@@ -291,6 +423,61 @@ fn commit() -> Result<String> {
     let hash = out(&["rev-parse", "--short", "HEAD"])?;
     let dirty = !out(&["status", "--porcelain", "--untracked-files=no"])?.is_empty();
     Ok(if dirty { format!("{hash}-dirty") } else { hash })
+}
+
+/// `kcache bench` pinned as asked against `server` with `sc`'s load, for `duration` seconds after
+/// `warmup` (without `--json`).
+fn bench_command(
+    a: &BenchArgs,
+    server: &Server,
+    sc: &Scenario,
+    duration: f64,
+    warmup: f64,
+) -> Command {
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", &a.client_cpu.to_string(), KCACHE, "bench", "-q"])
+        .args(["--server", &format!("127.0.0.1:{}", server.tcp)])
+        .args(["--cpus", &a.client_cpu.to_string()])
+        .args(["--server-pid", &server.child.id().to_string()])
+        .args([
+            "--duration",
+            &duration.to_string(),
+            "--warmup",
+            &warmup.to_string(),
+        ])
+        .args(COMMON)
+        .args(sc.flags);
+    if sc.udp {
+        cmd.args(["--udp", "--udp-port", &server.udp.to_string()]);
+    }
+    cmd
+}
+
+/// The open-loop rate sweep: [`SWEEP`]'s load at rising rates on each server, `a.repeat` times,
+/// medians per rate.
+fn sweep_all(
+    a: &BenchArgs,
+    servers: &[Server],
+) -> Result<Vec<(&'static str, Vec<sweep::SweepPoint>)>> {
+    let rates = sweep::rates(SWEEP_MAX, SWEEP_STEPS);
+    let mut out = Vec::new();
+    for s in servers {
+        let mut runs = Vec::new();
+        for r in 0..a.repeat {
+            let label = format!("{}-{r}", s.name);
+            runs.push(sweep::run_sweep(
+                &label,
+                &rates,
+                Path::new(OUT_DIR),
+                || {
+                    machine::wait_idle(a.idle_below, Duration::from_secs(a.idle_wait))?;
+                    Ok(bench_command(a, s, &SWEEP, SWEEP_SECS, SWEEP_WARMUP))
+                },
+            )?);
+        }
+        out.push((s.name, sweep::medians(&runs)));
+    }
+    Ok(out)
 }
 
 /// Waits for an idle machine, runs `kcache bench` against `server` and reads its report.
@@ -315,24 +502,8 @@ fn run_one(a: &BenchArgs, sc: &Scenario, server: &Server, repeat: usize) -> Resu
     );
     let json =
         PathBuf::from(OUT_DIR).join(format!("run-{}-{}-{repeat}.json", sc.name, server.name));
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", &a.client_cpu.to_string(), KCACHE, "bench", "-q"])
-        .args(["--server", &format!("127.0.0.1:{}", server.tcp)])
-        .args(["--cpus", &a.client_cpu.to_string()])
-        .args(["--server-pid", &server.child.id().to_string()])
-        .args([
-            "--duration",
-            &a.duration.to_string(),
-            "--warmup",
-            &a.warmup.to_string(),
-        ])
-        .args(COMMON)
-        .args(sc.flags)
-        .arg("--json")
-        .arg(&json);
-    if sc.udp {
-        cmd.args(["--udp", "--udp-port", &server.udp.to_string()]);
-    }
+    let mut cmd = bench_command(a, server, sc, a.duration, a.warmup);
+    cmd.arg("--json").arg(&json);
     let before = server.stats()?;
     step::run(&name, &mut cmd)?;
     let after = server.stats()?;

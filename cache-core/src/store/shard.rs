@@ -126,6 +126,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
         s.curr_items = self.slabs.len() as u64 - s.tombstones;
+        s.hash_bytes = self.slabs.index_bytes() as u64;
         s
     }
 

@@ -40,6 +40,9 @@ pub struct Stats {
     pub lease_hot_misses: u64,
     /// Versioned writes refused because a newer version was known (see [`crate::version`]).
     pub stale_fills_refused: u64,
+    /// Heap bytes of the key index, as memcached's `hash_bytes` are its hash table's. A gauge:
+    /// `Store::stats` reads it off the index, like `curr_items`; the store's own copy stays 0.
+    pub hash_bytes: u64,
 }
 
 impl Stats {
@@ -89,7 +92,8 @@ impl Stats {
             tombstones,
             lease_grants,
             lease_hot_misses,
-            stale_fills_refused
+            stale_fills_refused,
+            hash_bytes
         );
     }
 }

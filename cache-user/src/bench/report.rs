@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::{
@@ -40,6 +41,9 @@ pub(crate) struct Report {
     /// The same counts over the whole run, warm-up included (not the pre-population's sets).
     pub(crate) counts_all: Counts,
     pub(crate) latency_us: Percentiles,
+    /// `[percentile, µs]` pairs from 0 to 99.9999, evenly spread on the nines scale: see
+    /// [`curve`]. Empty when nothing was measured.
+    pub(crate) curve: Vec<[f64; 2]>,
     pub(crate) cpu: Option<Usage>,
     pub(crate) ops_per_server_cpu_s: Option<f64>,
     /// Where each client thread ran, e.g. `thread 0: cpu 0`.
@@ -86,6 +90,7 @@ impl Report {
             counts: c,
             counts_all: rec.all,
             latency_us: Percentiles::of(&rec.latency),
+            curve: curve(&rec.latency),
             cpu,
             ops_per_server_cpu_s: server_s.map(|s| c.ops as f64 / s),
             pinning,
@@ -171,5 +176,65 @@ impl fmt::Display for Report {
             writeln!(f, "  efficiency   {o:.0} ops per server CPU-second")?;
         }
         Ok(())
+    }
+}
+
+/// Steps within each nine of the latency curve, as the share of the tail left: 1 (the nine's
+/// start), 0.7, 0.5, 0.4, 0.3, 0.2 — about evenly spaced on the log scale (0, 0.15, 0.3, 0.4, 0.5,
+/// 0.7 of a nine), in tenths.
+const CURVE_STEPS: [u32; 6] = [10, 7, 5, 4, 3, 2];
+/// The curve runs through this many nines: to 99.9999%.
+const CURVE_NINES: u32 = 6;
+
+/// The latency at 37 percentiles, `[percentile, µs]`: 0, 30, 50, 60, 70, 80, 90, 93, 95, 96, 97,
+/// 98, 99, 99.3, ... 99.9998, 99.9999. Each percentile is an exact decimal (it is computed in
+/// millionths), so the JSON reads `99.93`, not `99.92999999999999`.
+pub(crate) fn curve(h: &Histogram<u64>) -> Vec<[f64; 2]> {
+    const MILLION: u32 = 1_000_000;
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let tails = (0..CURVE_NINES)
+        .flat_map(|nine| CURVE_STEPS.map(|s| s * 10u32.pow(CURVE_NINES - 1 - nine)))
+        .chain([1]);
+    tails
+        .map(|tail| {
+            let q = MILLION - tail;
+            let ns = h.value_at_quantile(f64::from(q) / f64::from(MILLION));
+            [f64::from(q) / 10_000.0, ns as f64 / 1000.0]
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curve_of_a_histogram() {
+        // Latencies of 1..=100_000 µs, one each: the p-th percentile is about p * 1000 µs.
+        let mut h = Histogram::<u64>::new_with_bounds(1, 1_000_000_000, 3)
+            .unwrap_or_else(|e| panic!("{e}"));
+        for us in 1..=100_000u64 {
+            h.record(us * 1000).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let c = curve(&h);
+        assert_eq!(c.len(), 37, "{c:?}");
+        // Starts at the minimum, ends at 99.9999; the percentiles print as written.
+        assert_eq!(c[0][0], 0.0);
+        assert!((0.99..1.01).contains(&c[0][1]), "{c:?}");
+        let ps: Vec<String> = c.iter().map(|p| p[0].to_string()).collect();
+        assert_eq!(ps[..8], ["0", "30", "50", "60", "70", "80", "90", "93"]);
+        assert_eq!(ps[ps.len() - 3..], ["99.9997", "99.9998", "99.9999"]);
+        // Both coordinates rise; values are within the histogram's 3 significant digits.
+        assert!(c
+            .windows(2)
+            .all(|w| w[0][0] < w[1][0] && w[0][1] <= w[1][1]));
+        for [p, us] in &c[1..] {
+            let want = p * 1000.0;
+            assert!((us - want).abs() <= want * 0.002, "p{p}: {us} µs");
+        }
+        // Nothing measured, no curve.
+        assert!(curve(&Histogram::<u64>::new(3).unwrap_or_else(|e| panic!("{e}"))).is_empty());
     }
 }

@@ -58,6 +58,7 @@ fn counters() -> Stats {
         lease_grants: 30,
         lease_hot_misses: 31,
         stale_fills_refused: 32,
+        hash_bytes: 33,
     }
 }
 
@@ -187,6 +188,7 @@ fn general_exact() {
          STAT time_in_listen_disabled_us 0\r\n\
          STAT threads 2\r\n\
          STAT conn_yields 0\r\n\
+         STAT hash_bytes 33\r\n\
          STAT slabs_moved 3\r\n\
          STAT bytes 28\r\n\
          STAT curr_items 26\r\n\

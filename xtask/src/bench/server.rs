@@ -28,10 +28,20 @@ pub(super) struct Server {
 impl Server {
     /// The numeric `stats` counters, by name.
     pub(super) fn stats(&self) -> Result<BTreeMap<String, u64>> {
+        self.stats_group("")
+    }
+
+    /// The numeric figures of `stats <group>` (`""` for plain `stats`), by name.
+    pub(super) fn stats_group(&self, group: &str) -> Result<BTreeMap<String, u64>> {
         let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], self.tcp)))
             .with_context(|| format!("connecting to {} for stats", self.name))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.write_all(b"stats\r\n")?;
+        let ask = if group.is_empty() {
+            "stats\r\n".to_owned()
+        } else {
+            format!("stats {group}\r\n")
+        };
+        s.write_all(ask.as_bytes())?;
         let (mut text, mut chunk) = (Vec::new(), [0u8; 4096]);
         while !text.ends_with(b"END\r\n") {
             let n = s
@@ -69,20 +79,16 @@ pub(super) fn memcached(cpus: &str, threads: usize, memory_mb: usize) -> Result<
 
 /// kcache (the release build) on free loopback ports, confined to `cpus`.
 pub(super) fn kcache(cpus: &str, threads: usize, memory_mb: usize) -> Result<Server> {
+    kcache_at(KCACHE, cpus, threads, memory_mb)
+}
+
+/// kcache from the binary `bin` on free loopback ports, confined to `cpus`.
+pub(super) fn kcache_at(bin: &str, cpus: &str, threads: usize, memory_mb: usize) -> Result<Server> {
     let (tcp, udp) = (free_port(false)?, free_port(true)?);
     let mut cmd = Command::new("taskset");
-    cmd.args([
-        "-c",
-        cpus,
-        KCACHE,
-        "serve",
-        "-l",
-        "127.0.0.1",
-        "--log",
-        "warn",
-    ])
-    .args(["-p", &tcp.to_string(), "-U", &udp.to_string()])
-    .args(["-t", &threads.to_string(), "-m", &memory_mb.to_string()]);
+    cmd.args(["-c", cpus, bin, "serve", "-l", "127.0.0.1", "--log", "warn"])
+        .args(["-p", &tcp.to_string(), "-U", &udp.to_string()])
+        .args(["-t", &threads.to_string(), "-m", &memory_mb.to_string()]);
     spawn("kcache", cmd, tcp, udp)
 }
 
