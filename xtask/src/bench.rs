@@ -101,8 +101,8 @@ const SWEEP: Scenario = Scenario {
 };
 /// Sweep rates: `SWEEP_STEPS` even steps up to `SWEEP_MAX` requests per second (above either
 /// server's closed-loop capacity at 8 connections here), each measured for `SWEEP_SECS`.
-const SWEEP_MAX: f64 = 300_000.0;
-const SWEEP_STEPS: usize = 12;
+const SWEEP_MAX: f64 = 600_000.0;
+const SWEEP_STEPS: usize = 16;
 const SWEEP_SECS: f64 = 3.0;
 const SWEEP_WARMUP: f64 = 1.0;
 /// Memory per item is measured at these item counts.
