@@ -41,6 +41,9 @@ pub(crate) enum Command {
     /// count the backend fills.
     #[command(after_help = crate::bench::herd::HERD_AFTER_HELP)]
     Herd(crate::bench::herd::HerdArgs),
+    /// Draw SVG plots from `kcache bench` reports or rate sweeps, several series on one chart.
+    #[command(after_help = crate::bench::plot::PLOT_AFTER_HELP)]
+    Plot(crate::bench::plot::PlotArgs),
 }
 
 const SERVE_AFTER_HELP: &str = "\

@@ -50,6 +50,7 @@ fn main() -> Result<()> {
         Command::Version => bucket::version(&mut std::io::stdout().lock()),
         Command::Bench(args) => bench::run(&args),
         Command::Herd(args) => bench::herd::run(&args),
+        Command::Plot(args) => bench::plot::run(&args),
     }
 }
 

@@ -1,7 +1,8 @@
 //! `kcache bench` against a live server: the gets, keys and hits it counts over a whole run
 //! (warm-up included) must be exactly what the server's own `stats` counted, over TCP and UDP, so
 //! its hit rate is the server's. The key space starts empty and sets fill it during the run, so the
-//! hit rate is neither 0 nor 1 and a miss counted as a hit (or the reverse) shows.
+//! hit rate is neither 0 nor 1 and a miss counted as a hit (or the reverse) shows. The run's
+//! `--plot` must come out as an SVG with its latency curve.
 
 use std::{collections::HashMap, process::Command, time::Duration};
 
@@ -33,6 +34,7 @@ fn check(udp: bool, multiget: &str) -> Result<()> {
         "kcache-bench-stats-{}-{udp}-{multiget}.json",
         std::process::id()
     ));
+    let svg = json.with_extension("svg");
     let before = stats(&server)?;
     let mut cmd = Command::new(kcache::bin()?);
     cmd.args(["bench", "-q", "--no-populate", "--keys", "2000"])
@@ -41,7 +43,9 @@ fn check(udp: bool, multiget: &str) -> Result<()> {
         .args(["--duration", "1", "--warmup", "0.5"])
         .args(["--server", &server.addr().to_string()])
         .arg("--json")
-        .arg(&json);
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg);
     if udp {
         cmd.args([
             "--udp",
@@ -58,7 +62,15 @@ fn check(udp: bool, multiget: &str) -> Result<()> {
     );
     let after = stats(&server)?;
     let text = std::fs::read_to_string(&json);
+    let plot = std::fs::read_to_string(&svg);
     let _ = std::fs::remove_file(&json);
+    let _ = std::fs::remove_file(&svg);
+    let plot = plot.context("kcache bench --plot wrote no file")?;
+    ensure!(
+        plot.starts_with("<svg") && plot.contains("<polyline") && plot.contains("latency"),
+        "not a latency plot: {}",
+        &plot[..plot.len().min(300)]
+    );
     let report: serde_json::Value = serde_json::from_str(&text?)?;
     let client = |k: &str| {
         report["counts_all"][k]

@@ -26,7 +26,6 @@ mod doc;
 mod herd;
 mod machine;
 mod memory;
-mod plot;
 mod server;
 mod sweep;
 mod table;
@@ -185,6 +184,7 @@ struct Run {
 
 pub(crate) fn run(a: &BenchArgs) -> Result<()> {
     if let Some(from) = &a.doc_from {
+        build_kcache()?;
         let text =
             fs::read_to_string(from).with_context(|| format!("reading {}", from.display()))?;
         let doc: Value =
@@ -202,10 +202,7 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
     let scenarios: Vec<Scenario> = SCENARIOS.iter().filter(|s| want(s.name)).copied().collect();
     ensure!(a.repeat >= 1, "--repeat must be at least 1");
     let started = Instant::now();
-    step::cargo(
-        "build release",
-        &["build", "--release", "-p", "cache-user", "--bin", "kcache"],
-    )?;
+    build_kcache()?;
     fs::create_dir_all(OUT_DIR).with_context(|| format!("creating {OUT_DIR}"))?;
     let machine = machine::Machine::read()?;
     step::header("servers");
@@ -316,7 +313,15 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
         doc["herd_runs"] = raw;
     }
     if let Some(sw) = sweeps {
-        doc["sweep_markdown"] = sweep::markdown(&sw).into();
+        let about = format!(
+            "{}. Each rate runs {SWEEP_SECS} s after {SWEEP_WARMUP} s of warm-up; {} sweeps per \
+             server, medians per rate. A sweep stops after the first rate where fewer than 95% of \
+             the offered requests per second are answered or p99 passes 10 ms (marked \
+             \"saturated\" when any sweep stopped there). The client's one thread polls without \
+             sleeping in open loop, so past ~500k ops/s it may be the limit, not the server.\n\n",
+            SWEEP.about, a.repeat
+        );
+        doc["sweep_markdown"] = (about + &sweep::markdown(&sw)).into();
         doc["sweep"] = json!(sw
             .iter()
             .map(|(n, p)| json!({"server": n, "points": p}))
@@ -363,52 +368,63 @@ fn curves(runs: &[Run]) -> Value {
     Value::Object(out)
 }
 
-/// Writes [`DOC`] and its plots (into [`PLOTS`]) from a results document.
+/// Writes [`DOC`] and its plots (into [`PLOTS`], drawn by `kcache plot`) from a results
+/// document.
 fn write_doc(doc: &Value) -> Result<()> {
     fs::create_dir_all(PLOTS).with_context(|| format!("creating {PLOTS}"))?;
+    fs::create_dir_all(OUT_DIR).with_context(|| format!("creating {OUT_DIR}"))?;
     let mut plots = Vec::new();
-    let points = |v: &Value| -> Vec<(f64, f64)> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
-            .collect()
+    // Each series goes to a file of its own for `kcache plot`.
+    let series_file = |name: &str, v: &Value| -> Result<String> {
+        let path = PathBuf::from(OUT_DIR).join(format!("plot-{name}.json"));
+        fs::write(&path, v.to_string()).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path.display().to_string())
+    };
+    let mut draw = |kind: &str, file: String, title: String, series: Vec<String>| -> Result<()> {
+        let out = Path::new(PLOTS).join(&file);
+        let mut cmd = Command::new(KCACHE);
+        cmd.args(["plot", kind, "--title", &title, "-o"])
+            .arg(&out)
+            .args(series);
+        step::run(&format!("plot {}", out.display()), &mut cmd)?;
+        plots.push(json!({"title": title, "path": format!("bench/{file}")}));
+        Ok(())
     };
     for (scenario, servers) in doc["curves"].as_object().into_iter().flatten() {
-        let lines: Vec<(&str, Vec<(f64, f64)>)> = servers
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(name, c)| (name.as_str(), points(c)))
-            .collect();
-        let series: Vec<(&str, &[(f64, f64)])> =
-            lines.iter().map(|(n, p)| (*n, p.as_slice())).collect();
-        let file = format!("curve-{scenario}.svg");
+        let mut series = Vec::new();
+        // memcached first, so each server keeps its colour across plots (the map is sorted).
+        let mut named: Vec<(&String, &Value)> = servers.as_object().into_iter().flatten().collect();
+        named.sort_by_key(|(name, _)| name.as_str() != "memcached");
+        for (server, curve) in named {
+            let f = series_file(&format!("curve-{scenario}-{server}"), curve)?;
+            series.push(format!("{server}={f}"));
+        }
         let title = format!("{scenario}: latency by percentile (the run with the median p99)");
-        plot::percentile_curve(&title, &series, &Path::new(PLOTS).join(&file))?;
-        plots.push(json!({"title": title, "path": format!("bench/{file}")}));
+        draw("curve", format!("curve-{scenario}.svg"), title, series)?;
     }
     if let Some(sw) = doc["sweep"].as_array() {
-        let lines: Vec<(&str, Vec<sweep::SweepPoint>)> = sw
-            .iter()
-            .filter_map(|s| {
-                Some((
-                    s["server"].as_str()?,
-                    serde_json::from_value(s["points"].clone()).ok()?,
-                ))
-            })
-            .collect();
-        let series: Vec<(&str, &[sweep::SweepPoint])> =
-            lines.iter().map(|(n, p)| (*n, p.as_slice())).collect();
+        let mut series = Vec::new();
+        for s in sw {
+            let server = s["server"].as_str().unwrap_or("?");
+            let f = series_file(&format!("sweep-{server}"), &s["points"])?;
+            series.push(format!("{server}={f}"));
+        }
         let title = "open-loop sweep: latency against throughput (TCP 90/10, 8 connections)";
-        plot::sweep(title, &series, &Path::new(PLOTS).join("sweep.svg"))?;
-        plots.push(json!({"title": title, "path": "bench/sweep.svg"}));
+        draw("sweep", "sweep.svg".into(), title.into(), series)?;
     }
     let mut doc = doc.clone();
     doc["plots"] = Value::Array(plots);
     fs::write(DOC, doc::markdown(&doc)).with_context(|| format!("writing {DOC}"))?;
     println!("wrote {DOC} and its plots in {PLOTS}");
     Ok(())
+}
+
+/// The release kcache the bench runs and plots with.
+fn build_kcache() -> Result<()> {
+    step::cargo(
+        "build release",
+        &["build", "--release", "-p", "cache-user", "--bin", "kcache"],
+    )
 }
 
 /// The commit measured, with `-dirty` when the work tree has changes.

@@ -94,6 +94,9 @@ pub(crate) struct BenchArgs {
     /// Also write the results as JSON to this file
     #[arg(long, value_name = "FILE")]
     pub(crate) json: Option<PathBuf>,
+    /// Also draw the latency percentile curve as SVG to this file
+    #[arg(long, value_name = "FILE")]
+    pub(crate) plot: Option<PathBuf>,
     /// No progress line, even on long runs
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,

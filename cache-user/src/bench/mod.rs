@@ -31,6 +31,7 @@ mod args;
 mod cpu;
 mod driver;
 pub(crate) mod herd;
+pub(crate) mod plot;
 mod record;
 mod reply;
 mod report;
@@ -53,6 +54,14 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
         fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        let curve: Vec<(f64, f64)> = report.curve.iter().map(|&[p, us]| (p, us)).collect();
+        let title = format!(
+            "{} {}: latency by percentile",
+            report.server, report.transport
+        );
+        plot::percentile_curve(&title, &[(&report.server, &curve)], path)?;
     }
     Ok(())
 }

@@ -11,7 +11,15 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use plotters::{coord::types::RangedCoordf64, prelude::*};
 
-use super::sweep::SweepPoint;
+/// One rate of an open-loop sweep: what `cargo xtask bench` records per rate (other fields it
+/// records are ignored here).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+pub(crate) struct SweepPoint {
+    /// Replies per second measured.
+    pub(crate) achieved: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+}
 
 const SIZE: (u32, u32) = (900, 560);
 /// Series colours by position (memcached blue and kcache orange when given in that order).
@@ -28,7 +36,7 @@ const FONT: &str = "sans-serif";
 /// Latency against percentile, `series` being `(server, [(percentile, µs)])`, e.g. a report's
 /// `curve`. Percentiles are placed by their nines: 90 one step from 0, 99 two steps, 99.9 three;
 /// points at 100 (the maximum) or beyond six nines are left out.
-pub(super) fn percentile_curve(
+pub(crate) fn percentile_curve(
     title: &str,
     series: &[(&str, &[(f64, f64)])],
     path: &Path,
@@ -86,7 +94,7 @@ pub(super) fn percentile_curve(
 
 /// p99 (thick) and p50 (thin, lighter) against the throughput achieved, `series` being
 /// `(server, sweep points)`, the points in the order they were run.
-pub(super) fn sweep(title: &str, series: &[(&str, &[SweepPoint])], path: &Path) -> Result<()> {
+pub(crate) fn sweep(title: &str, series: &[(&str, &[SweepPoint])], path: &Path) -> Result<()> {
     let all = || series.iter().flat_map(|(_, points)| points.iter());
     let x_max = all().map(|p| p.achieved).fold(0.0, f64::max).max(1.0) * 1.05;
     let (lo, hi) = latency_bounds(all().flat_map(|p| [p.p50_us, p.p99_us]));
@@ -359,14 +367,10 @@ mod tests {
 
     #[test]
     fn sweep_plot() {
-        let point = |offered: f64, achieved: f64, p50_us: f64, p99_us: f64| SweepPoint {
-            offered,
+        let point = |_offered: f64, achieved: f64, p50_us: f64, p99_us: f64| SweepPoint {
             achieved,
             p50_us,
             p99_us,
-            p999_us: p99_us * 2.0,
-            failed: 0,
-            saturated: achieved < offered * 0.95,
         };
         let m = [
             point(5e4, 5e4, 30.0, 90.0),
