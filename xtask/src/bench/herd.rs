@@ -100,6 +100,25 @@ fn table(rows: &[(&str, &str, Figures, usize)]) -> String {
             f[5]
         );
     }
+    for mode in ["lease", "plain"] {
+        let of = |server: &str| {
+            rows.iter()
+                .find(|r| r.0 == mode && r.1 == server)
+                .map(|r| r.2)
+        };
+        if let (Some(k), Some(m)) = (of("kcache"), of("memcached")) {
+            let _ = writeln!(
+                md,
+                "| {mode} | **kcache / memcached** | | **{:.2}×** | | **{:.2}×** | **{:.2}×** | \
+                 **{:.2}×** | **{:.2}×** |",
+                k[0] / m[0],
+                k[2] / m[2],
+                k[3] / m[3],
+                k[4] / m[4],
+                k[5] / m[5]
+            );
+        }
+    }
     md
 }
 

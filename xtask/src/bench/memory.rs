@@ -148,6 +148,23 @@ pub(super) fn markdown(rows: &[MemoryRow]) -> String {
             r.memory_mb
         );
     }
+    // The like-for-like pair: the stats method, which both servers have.
+    let stats = |server: &str, n: u64| {
+        rows.iter()
+            .find(|r| r.server == server && r.items == n && r.method.starts_with("stats"))
+            .map(|r| r.bytes_per_item)
+    };
+    let mut counts: Vec<u64> = rows.iter().map(|r| r.items).collect();
+    counts.dedup();
+    for n in counts {
+        if let (Some(k), Some(m)) = (stats("kcache", n), stats("memcached", n)) {
+            let _ = writeln!(
+                md,
+                "| {n} | **kcache / memcached** | stats | | **{:.2}×** | | |",
+                k / m
+            );
+        }
+    }
     md
 }
 
