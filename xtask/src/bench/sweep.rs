@@ -30,6 +30,9 @@ pub(super) struct SweepPoint {
     pub(super) p50_us: f64,
     pub(super) p99_us: f64,
     pub(super) p999_us: f64,
+    /// Replies per second of the server's CPU time (NaN when the report has none).
+    #[serde(default = "nan")]
+    pub(super) ops_per_cpu_s: f64,
     /// Error replies, lost UDP requests and TCP requests left unanswered.
     pub(super) failed: u64,
     /// This rate crossed a saturation line; the sweep stopped here.
@@ -58,6 +61,7 @@ impl SweepPoint {
             p50_us: num("/latency_us/p50")?,
             p99_us,
             p999_us: num("/latency_us/p999")?,
+            ops_per_cpu_s: num("/ops_per_server_cpu_s").unwrap_or(f64::NAN),
             failed: count("errors") + count("udp_lost") + count("unanswered"),
             saturated: achieved < KEEPS_UP * offered || p99_us > P99_LIMIT_US,
         })
@@ -174,6 +178,7 @@ pub(super) fn medians(sweeps: &[Vec<SweepPoint>]) -> Vec<SweepPoint> {
                 p50_us: of(|p| p.p50_us),
                 p99_us: of(|p| p.p99_us),
                 p999_us: of(|p| p.p999_us),
+                ops_per_cpu_s: of(|p| p.ops_per_cpu_s),
                 failed: at.iter().map(|p| p.failed).max().unwrap_or(0),
                 saturated: at.iter().any(|p| p.saturated),
             }
@@ -181,14 +186,27 @@ pub(super) fn medians(sweeps: &[Vec<SweepPoint>]) -> Vec<SweepPoint> {
         .collect()
 }
 
-/// The sweeps side by side: one row per offered rate, each server's achieved rate and latency.
+/// The sweeps side by side: one row per offered rate, each server's achieved rate, latency and
+/// ops per server CPU-second, then the last two servers' CPU ratio (kcache / memcached).
 pub(super) fn markdown(series: &[(&str, Vec<SweepPoint>)]) -> String {
     let mut md = String::from("| offered ops/s |");
     for (name, _) in series {
-        md.push_str(&format!(" {name} ops/s | p50 µs | p99 µs | p99.9 µs |"));
+        md.push_str(&format!(
+            " {name} ops/s | p50 µs | p99 µs | p99.9 µs | ops per CPU-s |"
+        ));
+    }
+    let ratio = match series {
+        [.., (a, _), (b, _)] => Some(format!("{b} / {a} per CPU-s")),
+        _ => None,
+    };
+    if let Some(r) = &ratio {
+        md.push_str(&format!(" {r} |"));
     }
     md.push_str("\n|---:|");
-    md.push_str(&"---:|---:|---:|---:|".repeat(series.len()));
+    md.push_str(&"---:|---:|---:|---:|---:|".repeat(series.len()));
+    if ratio.is_some() {
+        md.push_str("---:|");
+    }
     md.push('\n');
     let mut rates: Vec<f64> = series
         .iter()
@@ -201,19 +219,39 @@ pub(super) fn markdown(series: &[(&str, Vec<SweepPoint>)]) -> String {
         for (_, points) in series {
             match points.iter().find(|p| p.offered == rate) {
                 Some(p) => md.push_str(&format!(
-                    " {:.0}{} | {:.1} | {:.1} | {:.1} |",
+                    " {:.0}{} | {:.1} | {:.1} | {:.1} | {:.0} |",
                     p.achieved,
                     if p.saturated { " (saturated)" } else { "" },
                     p.p50_us,
                     p.p99_us,
-                    p.p999_us
+                    p.p999_us,
+                    p.ops_per_cpu_s
                 )),
-                None => md.push_str(" — | — | — | — |"),
+                None => md.push_str(" — | — | — | — | — |"),
+            }
+        }
+        if ratio.is_some() {
+            let at = |i: usize| {
+                series[i]
+                    .1
+                    .iter()
+                    .find(|p| p.offered == rate)
+                    .map(|p| p.ops_per_cpu_s)
+            };
+            match (at(series.len() - 2), at(series.len() - 1)) {
+                (Some(a), Some(b)) if a > 0.0 && b > 0.0 => {
+                    md.push_str(&format!(" **{:.2}×** |", b / a));
+                }
+                _ => md.push_str(" — |"),
             }
         }
         md.push('\n');
     }
     md
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 #[cfg(test)]
