@@ -283,6 +283,43 @@ mod tests {
     }
 
     #[test]
+    fn medians_and_the_table() {
+        let pt = |offered: f64, p99_us: f64, cpu: f64| SweepPoint {
+            offered,
+            achieved: offered,
+            p50_us: 10.0,
+            p99_us,
+            p999_us: p99_us,
+            ops_per_cpu_s: cpu,
+            failed: 0,
+            saturated: p99_us > 10_000.0,
+        };
+        // Per-rate medians over three sweeps; the rate only one sweep reached keeps its point.
+        let m = medians(&[
+            vec![pt(1e5, 100.0, 1e5), pt(2e5, 20_000.0, 1e5)],
+            vec![pt(1e5, 300.0, 3e5)],
+            vec![pt(1e5, 200.0, 2e5)],
+        ]);
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            (m[0].p99_us, m[0].ops_per_cpu_s, m[0].saturated),
+            (200.0, 2e5, false)
+        );
+        assert!(m[1].saturated);
+        let md = markdown(&[
+            ("memcached", m.clone()),
+            ("kcache", vec![pt(1e5, 50.0, 5e5)]),
+        ]);
+        assert!(md.contains("| kcache / memcached per CPU-s |"), "{md}");
+        // 5e5 / 2e5 at 100k; nothing to compare at 200k.
+        assert!(md.contains("| 100000 | 100000 | 10.0 | 200.0 | 200.0 | 200000 | 100000 | 10.0 | 50.0 | 50.0 | 500000 | **2.50×** |"), "{md}");
+        assert!(
+            md.contains("(saturated)") && md.contains(" — | — |"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn saturation() {
         // Keeping up: 96% answered, p99 well under 10 ms.
         let p = SweepPoint::of(1000.0, &report(960.0, 200.0)).unwrap_or_else(|e| panic!("{e}"));
