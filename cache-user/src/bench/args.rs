@@ -143,14 +143,18 @@ pub(crate) struct Plan {
     pub(crate) progress: bool,
 }
 
+/// The first address `server` (`HOST:PORT`) resolves to.
+pub(crate) fn resolve(server: &str) -> Result<SocketAddr> {
+    server
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {server}"))?
+        .next()
+        .with_context(|| format!("{server} has no address"))
+}
+
 impl Plan {
     pub(crate) fn new(a: &BenchArgs) -> Result<Self> {
-        let tcp = a
-            .server
-            .to_socket_addrs()
-            .with_context(|| format!("resolving {}", a.server))?
-            .next()
-            .with_context(|| format!("{} has no address", a.server))?;
+        let tcp = resolve(&a.server)?;
         let udp = a
             .udp
             .then(|| SocketAddr::new(tcp.ip(), a.udp_port.unwrap_or(tcp.port())));

@@ -12,7 +12,7 @@
 use std::{
     fs,
     io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpStream, ToSocketAddrs},
+    net::{SocketAddr, TcpStream},
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -110,7 +110,6 @@ struct Plan {
     clients: usize,
     rounds: usize,
     backend: Duration,
-    backend_ms: u64,
     mode: Mode,
     key: String,
     value: Vec<u8>,
@@ -118,12 +117,7 @@ struct Plan {
 
 impl Plan {
     fn new(a: &HerdArgs) -> Result<Self> {
-        let addr = a
-            .server
-            .to_socket_addrs()
-            .with_context(|| format!("resolving {}", a.server))?
-            .next()
-            .with_context(|| format!("{} has no address", a.server))?;
+        let addr = super::args::resolve(&a.server)?;
         ensure!(a.clients >= 1, "--clients must be at least 1");
         ensure!(a.rounds >= 1, "--rounds must be at least 1");
         ensure!(
@@ -139,7 +133,6 @@ impl Plan {
             clients: a.clients,
             rounds: a.rounds,
             backend: Duration::from_millis(a.backend_ms),
-            backend_ms: a.backend_ms,
             mode: a.mode,
             key: a.key.clone(),
             value: vec![b'h'; a.value_size],

@@ -66,7 +66,7 @@ impl Report {
             mode: plan.mode,
             clients: plan.clients,
             rounds: plan.rounds,
-            backend_ms: plan.backend_ms,
+            backend_ms: plan.backend.as_millis() as u64,
             key: plan.key.clone(),
             value_size: plan.value.len(),
             fills_per_round: each(|r| r.fills),
