@@ -303,7 +303,7 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
-    let doc = json!({
+    let mut doc = json!({
         "command": command,
         "commit": measured,
         "results_file": path.display().to_string(),
@@ -321,7 +321,6 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
         "runs": runs,
         "took_s": took,
     });
-    let mut doc = doc;
     if let Some((md, raw)) = herd {
         doc["herd_markdown"] = md.into();
         doc["herd_runs"] = raw;

@@ -65,19 +65,7 @@ pub(super) fn run(servers: &[Server], repeat: usize, client_cpu: usize) -> Resul
 
 /// Each figure's median over the runs.
 fn median(runs: &[Figures]) -> Figures {
-    let mut out = [f64::NAN; 6];
-    for (i, o) in out.iter_mut().enumerate() {
-        let mut xs: Vec<f64> = runs.iter().map(|r| r[i]).collect();
-        xs.sort_by(f64::total_cmp);
-        if let Some(&m) = xs.get(xs.len() / 2) {
-            *o = if xs.len() % 2 == 0 {
-                (xs[xs.len() / 2 - 1] + m) / 2.0
-            } else {
-                m
-            };
-        }
-    }
-    out
+    std::array::from_fn(|i| super::table::middle(runs.iter().map(|r| r[i])).unwrap_or(f64::NAN))
 }
 
 fn table(rows: &[(&str, &str, Figures, usize)]) -> String {

@@ -154,15 +154,6 @@ pub(super) fn medians(sweeps: &[Vec<SweepPoint>]) -> Vec<SweepPoint> {
     let mut rates: Vec<f64> = sweeps.iter().flatten().map(|p| p.offered).collect();
     rates.sort_by(f64::total_cmp);
     rates.dedup();
-    let med = |mut xs: Vec<f64>| {
-        xs.sort_by(f64::total_cmp);
-        let m = xs.len() / 2;
-        if xs.len() % 2 == 1 {
-            xs[m]
-        } else {
-            (xs[m - 1] + xs[m]) / 2.0
-        }
-    };
     rates
         .into_iter()
         .map(|rate| {
@@ -171,7 +162,9 @@ pub(super) fn medians(sweeps: &[Vec<SweepPoint>]) -> Vec<SweepPoint> {
                 .flatten()
                 .filter(|p| p.offered == rate)
                 .collect();
-            let of = |f: fn(&SweepPoint) -> f64| med(at.iter().map(|p| f(p)).collect());
+            let of = |f: fn(&SweepPoint) -> f64| {
+                super::table::middle(at.iter().map(|p| f(p))).unwrap_or(f64::NAN)
+            };
             SweepPoint {
                 offered: rate,
                 achieved: of(|p| p.achieved),

@@ -39,24 +39,27 @@ pub(crate) struct Row {
     pub(crate) median: Figures,
 }
 
-/// Each figure's median over `runs` (the middle value, or the mean of the middle two).
+/// Each figure's median over `runs`; a figure no run has stays absent.
 pub(crate) fn median(runs: &[&Figures]) -> Figures {
-    let mut out = Figures::new();
-    for (name, _) in FIGURES {
-        let mut xs: Vec<f64> = runs.iter().filter_map(|f| f.get(name).copied()).collect();
-        if xs.is_empty() {
-            continue;
-        }
-        xs.sort_by(f64::total_cmp);
-        let m = xs.len() / 2;
-        let v = if xs.len() % 2 == 1 {
-            xs[m]
-        } else {
-            (xs[m - 1] + xs[m]) / 2.0
-        };
-        out.insert(name, v);
+    FIGURES
+        .iter()
+        .filter_map(|&(name, _)| {
+            let xs = runs.iter().filter_map(|f| f.get(name).copied());
+            Some((name, middle(xs)?))
+        })
+        .collect()
+}
+
+/// The median of `xs`: the middle value, or the mean of the middle two; None when empty.
+pub(crate) fn middle(xs: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut xs: Vec<f64> = xs.into_iter().collect();
+    xs.sort_by(f64::total_cmp);
+    let m = xs.len() / 2;
+    match xs.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(xs[m]),
+        _ => Some((xs[m - 1] + xs[m]) / 2.0),
     }
-    out
 }
 
 /// Table columns: heading, figure, decimals.
