@@ -1,127 +1,144 @@
-//! The HOT map: key → preformatted `get` reply, read by XDP and written by user space.
+//! The HOT table: preformatted `get` replies that XDP answers with, written by user space.
 //!
-//! Key (BPF hash-map key, compared byte for byte by the kernel, so every unused byte is zero):
+//! Two BPF arrays with `BPF_F_MMAPABLE`, `HOT_SMALL` ([`SmallSlot`]) and `HOT_LARGE`
+//! ([`LargeSlot`]), each a 4-way set-associative hash table keyed by kcache hash v1: a key's set
+//! is `(hash as u32) & set_mask` and its slots are `set * HOT_WAYS .. set * HOT_WAYS + 4`. User
+//! space maps both arrays and writes slots in place with plain stores under a seqlock; XDP looks
+//! a key up in both tables (an item lives in the one its reply fits, never in both).
 //!
-//! ```text
-//!  0     1                  6                                          256
-//!  +-----+------------------+-------------------------------------------+
-//!  | len | _pad [u8; 5] = 0 | bytes [u8; 250]: key, then zeros          |
-//!  | u8  |                  |                                           |
-//!  +-----+------------------+-------------------------------------------+
-//! ```
+//! Why arrays and not a `BPF_MAP_TYPE_HASH`: a hash-map update from user space is a syscall
+//! (~1 µs) on the mutation path, and the kernel recycles a replaced hash element at once, so a
+//! reader still holding it could copy another key's value. Here user space alone decides when a
+//! slot changes, every change is a few stores, and the reader's seqlock check covers all of them.
 //!
-//! 250 is memcached's key limit; the 5 padding bytes round the struct to 256, a multiple of 8, so
-//! an array of keys (or a key in a larger struct) needs no hidden padding.
-//!
-//! Value (BPF hash-map value, 8-byte aligned):
+//! Slot (`HotSlot<N>`, 8-byte aligned, 56-byte head then `N` bytes of reply text):
 //!
 //! ```text
-//!  0         8         12        16        24        28          30       32              1056
-//!  +---------+---------+---------+---------+---------+-----------+--------+-----------------+
-//!  | version | expires | flags   | cas     | seq     | reply_len | _pad   | reply           |
-//!  | u64     | u32     | u32     | u64     | u32     | u16       | [u8;2] | [u8; 1024]      |
-//!  +---------+---------+---------+---------+---------+-----------+--------+-----------------+
+//!  0      4      8      12     16           24          32     36   37    38      40      42
+//!  +------+------+------+------+------------+-----------+------+----+-----+-------+-------+
+//!  | seq  | hits | tag  |epoch | expires_ns | version   |flags |klen|state|hdr_len|cas_len|
+//!  | u32  | u32  | u32  | u32  | u64        | u64       | u32  | u8 | u8  | u16   | u16   |
+//!  +------+------+------+------+------------+-----------+------+----+-----+-------+-------+
+//!  42        44      46      48       50      56
+//!  +---------+-------+-------+--------+-------+-----------------------------------------+
+//!  | tail_len|sum_hdr|sum_cas|sum_tail| _pad  | text [u8; N]                            |
+//!  | u16     | u16   | u16   | u16    | [u8;6]|                                         |
+//!  +---------+-------+-------+--------+-------+-----------------------------------------+
 //! ```
 //!
-//! `reply[..reply_len]` is `VALUE <key> <flags> <bytes>\r\n<data>\r\n`, ready to copy into the
-//! answer; the program appends `END\r\n` after the last key.
+//! `text` holds three parts back to back:
 //!
-//! `seq` is a seqlock: user space makes it odd, writes the entry, then makes it even again. XDP
-//! reads `seq`, passes the request up if it is odd, copies the reply, and passes up if `seq`
-//! changed meanwhile. A torn value is therefore never sent.
+//! ```text
+//!  hdr  = "VALUE <key> <flags> <bytes>"     (hdr_len bytes; the key starts at text[6])
+//!  cas  = " <cas>"                          (cas_len bytes)
+//!  tail = "\r\n<data>\r\n"                  (tail_len bytes)
+//! ```
 //!
-//! Why [`HOT_REPLY_MAX`] = 1024: an answer must fit one UDP datagram. Ethernet (14) + IPv4 without
-//! options (20) + UDP (8) + memcached frame header (8) + 1024 + `END\r\n` (5) = 1079 bytes, under
-//! both a 1500-byte MTU and memcached's 1400-byte payload per reply datagram, so a one-key hit never
-//! needs a second datagram. A power of two also lets the program bound its copy loop with a mask,
-//! which the verifier accepts. Items whose reply is longer are simply never promoted.
+//! `get` copies `hdr` + `tail`, `gets` copies all three. `sum_*` is each part's 16-bit ones'
+//! complement sum as if it started at an even offset, so XDP can fill in the UDP checksum
+//! without reading the reply again (a part that lands at an odd offset contributes its sum
+//! byte-swapped).
+//!
+//! Seqlock: a writer makes `seq` odd, writes the slot, then makes `seq` even and different from
+//! any value it had before. A reader reads `seq` (odd: miss), checks and copies, and re-reads
+//! `seq` before the reply leaves; if it changed the request goes up to user space instead. `hits`
+//! is outside the lock: XDP adds to it, user space reads and clears it to rank keys.
+//!
+//! A slot is served only if `state == SLOT_LIVE`, its tag, key length and key bytes equal the
+//! request's, `epoch` equals the config's epoch, and `expires_ns` (CLOCK_MONOTONIC, 0 = never) is
+//! in the future.
 
-/// Longest key memcached accepts, and so the size of [`HotKey::bytes`].
+/// Longest key memcached accepts.
 pub const HOT_KEY_MAX: usize = 250;
 
-/// Size of [`HotValue::reply`]; see the module docs for why 1024.
-pub const HOT_REPLY_MAX: usize = 1024;
+/// Slots per set in both tables.
+pub const HOT_WAYS: u32 = 4;
 
-/// HOT map key: a memcached key, zero-padded so equal keys are equal byte strings.
+/// Reply text bytes of a [`SmallSlot`].
+pub const SMALL_TEXT: usize = 200;
+
+/// Reply text bytes of a [`LargeSlot`]: enough for any one-key reply that fits a datagram.
+pub const LARGE_TEXT: usize = 1384;
+
+/// `HotSlot::state` of an empty slot.
+pub const SLOT_EMPTY: u8 = 0;
+/// `HotSlot::state` of a slot XDP may serve.
+pub const SLOT_LIVE: u8 = 1;
+
+/// Offset of the key inside `text` (after `VALUE `).
+pub const TEXT_KEY_AT: usize = 6;
+
+/// One HOT table slot with `N` bytes of reply text; see the module docs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HotKey {
-    /// Key length, 1..=250.
-    pub len: u8,
-    /// Always zero.
-    pub _pad: [u8; 5],
-    /// The key in `bytes[..len]`; zeros after it.
-    pub bytes: [u8; HOT_KEY_MAX],
-}
-
-const _: () = assert!(core::mem::size_of::<HotKey>() == 256);
-
-impl HotKey {
-    /// An all-zero key (length 0), a starting point for filling one in place.
-    pub const fn zeroed() -> Self {
-        Self {
-            len: 0,
-            _pad: [0; 5],
-            bytes: [0; HOT_KEY_MAX],
-        }
-    }
-
-    /// The key for `key`, or `None` if it is empty or longer than [`HOT_KEY_MAX`].
-    pub fn new(key: &[u8]) -> Option<Self> {
-        let len = u8::try_from(key.len())
-            .ok()
-            .filter(|&l| l > 0 && usize::from(l) <= HOT_KEY_MAX)?;
-        let mut k = Self::zeroed();
-        k.len = len;
-        k.bytes[..key.len()].copy_from_slice(key);
-        Some(k)
-    }
-
-    /// The key bytes (`len` is clamped, so a corrupt length cannot read past the buffer).
-    pub fn key(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len).min(HOT_KEY_MAX)]
-    }
-}
-
-/// HOT map value: what XDP needs to answer a `get` for one key without user space.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HotValue {
-    /// The item's version when this entry was filled. kcache bumps it on every mutation (as
-    /// memcached bumps CAS); after a fill user space re-reads it and removes the entry if it moved.
-    pub version: u64,
-    /// Expiry in Unix seconds; 0 = never. An expired entry is a miss.
-    pub expires: u32,
-    /// The item's client flags (already inside `reply`; kept for `gets` and for stats).
-    pub flags: u32,
-    /// The CAS unique `gets` reports.
-    pub cas: u64,
-    /// Seqlock: odd while user space is writing this entry.
+pub struct HotSlot<const N: usize> {
+    /// Seqlock: odd while user space writes the slot.
     pub seq: u32,
-    /// Bytes of `reply` in use, at most [`HOT_REPLY_MAX`].
-    pub reply_len: u16,
+    /// Requests XDP answered from this slot since user space last cleared it.
+    pub hits: u32,
+    /// `(khash(key) >> 32) as u32`, a quick reject before the key compare.
+    pub tag: u32,
+    /// Bucket-map epoch the slot was filled under; served only while it equals the config's.
+    pub epoch: u32,
+    /// Expiry on CLOCK_MONOTONIC in nanoseconds; 0 = never.
+    pub expires_ns: u64,
+    /// The item's version (its CAS) when the slot was filled.
+    pub version: u64,
+    /// The item's client flags (also in `hdr`).
+    pub flags: u32,
+    /// Key length, 1..=250.
+    pub key_len: u8,
+    /// [`SLOT_EMPTY`] or [`SLOT_LIVE`].
+    pub state: u8,
+    /// Bytes of `VALUE <key> <flags> <bytes>`.
+    pub hdr_len: u16,
+    /// Bytes of ` <cas>`.
+    pub cas_len: u16,
+    /// Bytes of `\r\n<data>\r\n`.
+    pub tail_len: u16,
+    /// Ones' complement sums of the three parts (see the module docs).
+    pub sum_hdr: u16,
+    pub sum_cas: u16,
+    pub sum_tail: u16,
     /// Always zero.
-    pub _pad: [u8; 2],
-    /// `VALUE <key> <flags> <bytes>\r\n<data>\r\n`, then zeros.
-    pub reply: [u8; HOT_REPLY_MAX],
+    pub _pad: [u8; 6],
+    /// `hdr`, `cas` and `tail`, then zeros.
+    pub text: [u8; N],
 }
 
-const _: () = assert!(core::mem::size_of::<HotValue>() == 1056);
-const _: () = assert!(HOT_REPLY_MAX <= u16::MAX as usize);
-const _: () = assert!(HOT_REPLY_MAX.is_power_of_two());
+/// Slot of the `HOT_SMALL` table (256 bytes).
+pub type SmallSlot = HotSlot<SMALL_TEXT>;
+/// Slot of the `HOT_LARGE` table (1440 bytes).
+pub type LargeSlot = HotSlot<LARGE_TEXT>;
 
-impl HotValue {
-    /// An all-zero value.
+/// Bytes before `text`.
+pub const SLOT_HEAD: usize = 56;
+
+const _: () = assert!(core::mem::size_of::<SmallSlot>() == 256);
+const _: () = assert!(core::mem::size_of::<LargeSlot>() == 1440);
+const _: () = assert!(core::mem::size_of::<HotSlot<0>>() == SLOT_HEAD);
+
+impl<const N: usize> HotSlot<N> {
+    /// An empty slot.
     pub const fn zeroed() -> Self {
         Self {
-            version: 0,
-            expires: 0,
-            flags: 0,
-            cas: 0,
             seq: 0,
-            reply_len: 0,
-            _pad: [0; 2],
-            reply: [0; HOT_REPLY_MAX],
+            hits: 0,
+            tag: 0,
+            epoch: 0,
+            expires_ns: 0,
+            version: 0,
+            flags: 0,
+            key_len: 0,
+            state: SLOT_EMPTY,
+            hdr_len: 0,
+            cas_len: 0,
+            tail_len: 0,
+            sum_hdr: 0,
+            sum_cas: 0,
+            sum_tail: 0,
+            _pad: [0; 6],
+            text: [0; N],
         }
     }
 
@@ -130,10 +147,26 @@ impl HotValue {
         self.seq & 1 == 1
     }
 
-    /// The reply bytes (`reply_len` is clamped to the buffer).
-    pub fn reply(&self) -> &[u8] {
-        &self.reply[..usize::from(self.reply_len).min(HOT_REPLY_MAX)]
+    /// Bytes of `text` in use, clamped to the buffer.
+    pub fn text_len(&self) -> usize {
+        (usize::from(self.hdr_len) + usize::from(self.cas_len) + usize::from(self.tail_len)).min(N)
     }
+
+    /// The key, as stored in `hdr` (clamped, so a corrupt length cannot read past the buffer).
+    pub fn key(&self) -> &[u8] {
+        let end = (TEXT_KEY_AT + usize::from(self.key_len)).min(N);
+        &self.text[TEXT_KEY_AT.min(end)..end]
+    }
+}
+
+/// The set a key hash falls in, for a table whose set count is `set_mask + 1`.
+pub const fn hot_set(hash: u64, set_mask: u32) -> u32 {
+    (hash as u32) & set_mask
+}
+
+/// The tag stored for a key hash.
+pub const fn hot_tag(hash: u64) -> u32 {
+    (hash >> 32) as u32
 }
 
 #[cfg(test)]
@@ -143,65 +176,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_layout() {
-        // Offsets are part of the ABI: the XDP program writes these fields directly.
-        assert_eq!(size_of::<HotKey>(), 256);
-        assert_eq!(align_of::<HotKey>(), 1);
-        assert_eq!(offset_of!(HotKey, len), 0);
-        assert_eq!(offset_of!(HotKey, _pad), 1);
-        assert_eq!(offset_of!(HotKey, bytes), 6);
+    fn slot_layout() {
+        // Offsets are part of the ABI: the XDP program reads these fields directly.
+        assert_eq!(size_of::<SmallSlot>(), 256);
+        assert_eq!(size_of::<LargeSlot>(), 1440);
+        assert_eq!(align_of::<SmallSlot>(), 8);
+        assert_eq!(offset_of!(SmallSlot, seq), 0);
+        assert_eq!(offset_of!(SmallSlot, hits), 4);
+        assert_eq!(offset_of!(SmallSlot, tag), 8);
+        assert_eq!(offset_of!(SmallSlot, epoch), 12);
+        assert_eq!(offset_of!(SmallSlot, expires_ns), 16);
+        assert_eq!(offset_of!(SmallSlot, version), 24);
+        assert_eq!(offset_of!(SmallSlot, flags), 32);
+        assert_eq!(offset_of!(SmallSlot, key_len), 36);
+        assert_eq!(offset_of!(SmallSlot, state), 37);
+        assert_eq!(offset_of!(SmallSlot, hdr_len), 38);
+        assert_eq!(offset_of!(SmallSlot, cas_len), 40);
+        assert_eq!(offset_of!(SmallSlot, tail_len), 42);
+        assert_eq!(offset_of!(SmallSlot, sum_hdr), 44);
+        assert_eq!(offset_of!(SmallSlot, sum_cas), 46);
+        assert_eq!(offset_of!(SmallSlot, sum_tail), 48);
+        assert_eq!(offset_of!(SmallSlot, text), SLOT_HEAD);
+        assert_eq!(offset_of!(LargeSlot, text), SLOT_HEAD);
     }
 
     #[test]
-    fn value_layout() {
-        assert_eq!(size_of::<HotValue>(), 1056);
-        assert_eq!(align_of::<HotValue>(), 8);
-        assert_eq!(offset_of!(HotValue, version), 0);
-        assert_eq!(offset_of!(HotValue, expires), 8);
-        assert_eq!(offset_of!(HotValue, flags), 12);
-        assert_eq!(offset_of!(HotValue, cas), 16);
-        assert_eq!(offset_of!(HotValue, seq), 24);
-        assert_eq!(offset_of!(HotValue, reply_len), 28);
-        assert_eq!(offset_of!(HotValue, _pad), 30);
-        assert_eq!(offset_of!(HotValue, reply), 32);
-    }
-
-    #[test]
-    fn key_new() {
-        let cases: [(&[u8], Option<u8>); 4] = [
-            // Empty keys are not memcached keys.
-            (b"", None),
-            // A short key is stored with its length.
-            (b"foo", Some(3)),
-            // Exactly the limit fits.
-            (&[b'k'; 250], Some(250)),
-            // One past the limit does not.
-            (&[b'k'; 251], None),
-        ];
-        for (key, want) in cases {
-            let got = HotKey::new(key);
-            assert_eq!(got.map(|k| k.len), want, "key of {} bytes", key.len());
-            if let Some(k) = got {
-                assert_eq!(k.key(), key);
-                // Trailing bytes stay zero so equal keys hash and compare equal in the kernel.
-                assert!(k.bytes[key.len()..].iter().all(|&b| b == 0));
-            }
-        }
+    fn set_and_tag() {
+        // The set comes from the low bits, the tag from the high half.
+        let h = 0x1234_5678_9abc_def0_u64;
+        assert_eq!(hot_set(h, 0xff), 0xf0);
+        assert_eq!(hot_tag(h), 0x1234_5678);
     }
 
     #[test]
     fn clamped_accessors() {
         // A corrupt length never reads past the buffer.
-        let mut k = HotKey::zeroed();
-        k.len = u8::MAX;
-        assert_eq!(k.key().len(), HOT_KEY_MAX);
-        let mut v = HotValue::zeroed();
-        v.reply_len = u16::MAX;
-        assert_eq!(v.reply().len(), HOT_REPLY_MAX);
+        let mut s = SmallSlot::zeroed();
+        s.key_len = u8::MAX;
+        assert_eq!(s.key().len(), SMALL_TEXT - TEXT_KEY_AT);
+        s.hdr_len = u16::MAX;
+        assert_eq!(s.text_len(), SMALL_TEXT);
         // Odd seq means a writer is inside.
-        v.seq = 3;
-        assert!(v.writing());
-        v.seq = 4;
-        assert!(!v.writing());
+        s.seq = 3;
+        assert!(s.writing());
+        s.seq = 4;
+        assert!(!s.writing());
     }
 }

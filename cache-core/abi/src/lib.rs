@@ -5,7 +5,8 @@
 //! compile-time size check. The XDP program and user space must agree byte for byte: any change to
 //! a layout or to a constant's meaning bumps [`LAYOUT_VERSION`].
 //!
-//! - [`hot`]: the HOT map (`HotKey` → `HotValue`), the values XDP answers `get` with.
+//! - [`hot`]: the HOT tables (set-associative, mmapped), the replies XDP answers `get` with.
+//! - [`config`]: the program's settings and the source allowlist key.
 //! - [`bucket`]: the bucket map (vbucket → `BucketEntry`), which says whether this node owns a key.
 //! - [`counter`]: indexes into the per-CPU counter array.
 //!
@@ -14,12 +15,26 @@
 #![no_std]
 
 pub mod bucket;
+pub mod config;
 pub mod counter;
 pub mod hot;
 
 pub use bucket::{BucketEntry, BUCKET_MAP_ENTRIES, NODE_NONE, VBUCKETS};
-pub use hot::{HotKey, HotValue, HOT_KEY_MAX, HOT_REPLY_MAX};
+pub use config::{AllowKey, XdpConfig, CFG_ALLOWLIST};
+pub use hot::{
+    hot_set, hot_tag, HotSlot, LargeSlot, SmallSlot, HOT_KEY_MAX, HOT_WAYS, LARGE_TEXT, SLOT_EMPTY,
+    SLOT_HEAD, SLOT_LIVE, SMALL_TEXT, TEXT_KEY_AT,
+};
 
 /// Version of every layout and constant in this crate. User space refuses to load an XDP object
 /// built against another version.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
+
+/// Most keys one `get` may name and still be answered in XDP; more go up to user space.
+pub const XDP_KEYS_MAX: usize = 32;
+
+/// memcached's UDP frame header: request id, sequence number, datagram count, reserved.
+pub const FRAME_HEADER_LEN: usize = 8;
+
+/// Default for `XdpConfig::reply_cap`: memcached's largest UDP reply payload.
+pub const REPLY_CAP_DEFAULT: u16 = 1400;
