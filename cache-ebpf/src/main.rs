@@ -1,6 +1,9 @@
 #![no_std]
 #![no_main]
 
+mod maps;
+mod scratch;
+
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
 #[xdp]
