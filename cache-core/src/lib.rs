@@ -12,12 +12,14 @@
 //! - [`bucket`]: key → vbucket → owner, with an epoch.
 //! - [`abi`]: `no_std` layouts shared with the XDP program (re-export of `cache-abi`).
 //! - [`exec`]: runs a parsed request against a store and encodes the reply.
+//! - [`hot`]: reply texts and checksums for the XDP HOT table, and which keys earn a slot.
 #![forbid(unsafe_code)]
 
 pub use cache_abi as abi;
 
 pub mod bucket;
 pub mod exec;
+pub mod hot;
 pub mod lease;
 pub mod protocol;
 pub mod store;
