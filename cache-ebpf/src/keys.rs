@@ -1,0 +1,261 @@
+//! The request line: `get|gets <key>*\r\n` after the frame header, and the answer for it.
+
+use aya_ebpf::{helpers::generated::bpf_xdp_load_bytes, programs::XdpContext};
+use cache_abi::{
+    counter::*, XdpConfig, FRAME_HEADER_LEN, HOT_KEY_MAX, XDP_KEYS_MAX,
+};
+
+use crate::{
+    maps::{BUCKETS, HOT_LARGE, HOT_SMALL},
+    packet::{ptr_at, Frame},
+    scratch::{Scratch, OUT_MASK, REQ_MASK},
+    slot::{self, combine, fold, Key, Miss},
+};
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+const SPACES: u64 = 0x2020_2020_2020_2020;
+const NEWLINES: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+/// `END\r\n` and its ones' complement sum from an even offset (0x454e + 0x440d + 0x0a00).
+const END: &[u8; 5] = b"END\r\n";
+const END_SUM: u16 = 0x935b;
+/// Largest UDP payload in a 1500-byte MTU: IPv4 (1500 - 20 - 8) and IPv6 (1500 - 40 - 8).
+const MTU_PAYLOAD_V4: usize = 1472;
+const MTU_PAYLOAD_V6: usize = 1452;
+
+/// Builds the answer in `s.out`: returns its length, its ones' complement sum and the keys.
+#[inline(always)]
+pub fn answer(
+    ctx: &XdpContext,
+    frame: &Frame,
+    cfg: &XdpConfig,
+    s: &mut Scratch,
+) -> Result<(usize, u32, usize), u32> {
+    if frame.payload_len < FRAME_HEADER_LEN {
+        return Err(XDP_PASS_BAD_FRAME);
+    }
+    let fh: *const [u8; 8] = ptr_at(ctx, frame.payload)?;
+    // SAFETY: ptr_at checked the eight bytes.
+    let fh = unsafe { *fh };
+    if fh[2] != 0 || fh[3] != 0 || fh[4] != 0 || fh[5] != 1 {
+        return Err(XDP_PASS_MULTI_DATAGRAM);
+    }
+    let req_len = frame.payload_len - FRAME_HEADER_LEN;
+    if req_len < 6 {
+        return Err(XDP_PASS_NOT_GET);
+    }
+    if req_len > REQ_MASK {
+        return Err(XDP_PASS_TOO_MANY_KEYS);
+    }
+    // SAFETY: the destination holds REQ_MASK + 9 bytes and the length is at most REQ_MASK.
+    let r = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            (frame.payload + FRAME_HEADER_LEN) as u32,
+            s.req.as_mut_ptr().cast(),
+            (req_len & REQ_MASK) as u32,
+        )
+    };
+    if r != 0 {
+        return Err(XDP_PASS_TRUNCATED);
+    }
+    let at = |i: usize| s.req[i & REQ_MASK];
+    if at(req_len - 1) != b'\n' {
+        return Err(XDP_PASS_TRUNCATED);
+    }
+    let mut line = req_len - 1;
+    if at(line - 1) == b'\r' {
+        line -= 1;
+    }
+    let (mut pos, cas) = if at(0) == b'g' && at(1) == b'e' && at(2) == b't' && at(3) == b' ' {
+        (4, false)
+    } else if at(0) == b'g' && at(1) == b'e' && at(2) == b't' && at(3) == b's' && at(4) == b' '
+    {
+        (5, true)
+    } else {
+        return Err(XDP_PASS_NOT_GET);
+    };
+    let mtu = if frame.v6 { MTU_PAYLOAD_V6 } else { MTU_PAYLOAD_V4 };
+    let cap = (cfg.reply_cap as usize).min(mtu) - END.len();
+    let mut o = FRAME_HEADER_LEN;
+    let mut sum = 0u32;
+    let mut now = 0u64;
+    let mut n = 0;
+    while n <= XDP_KEYS_MAX {
+        let mut sp = 0;
+        while sp < 8 && pos < line && s.req[pos & REQ_MASK] == b' ' {
+            pos += 1;
+            sp += 1;
+        }
+        if pos >= line {
+            break;
+        }
+        if s.req[pos & REQ_MASK] == b' ' {
+            return Err(XDP_PASS_BAD_KEY);
+        }
+        if n == XDP_KEYS_MAX {
+            return Err(XDP_PASS_TOO_MANY_KEYS);
+        }
+        let len = key_len(s, pos, line)?;
+        let key = Key {
+            at: pos,
+            len,
+            hash: khash(s, pos, len),
+        };
+        match BUCKETS.get((key.hash >> 50) as u32) {
+            Some(b) if b.owner == cfg.node && b.epoch == cfg.epoch => {}
+            _ => return Err(XDP_PASS_BUCKET_NOT_OWNED),
+        }
+        let got = match slot::copy(
+            &HOT_SMALL,
+            cfg.small_mask,
+            s,
+            &key,
+            cas,
+            o,
+            cap,
+            &mut now,
+            cfg.epoch,
+        ) {
+            Err(Miss::Absent) => slot::copy(
+                &HOT_LARGE,
+                cfg.large_mask,
+                s,
+                &key,
+                cas,
+                o,
+                cap,
+                &mut now,
+                cfg.epoch,
+            ),
+            other => other,
+        };
+        match got {
+            Ok(c) => {
+                o += c.len;
+                sum = combine(sum, fold(c.sum), false);
+            }
+            Err(Miss::Absent) => return Err(XDP_MISS),
+            Err(Miss::TooBig) => return Err(XDP_PASS_REPLY_TOO_BIG),
+            Err(Miss::Race) => return Err(XDP_PASS_RACE),
+        }
+        pos += len;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(XDP_PASS_NOT_GET);
+    }
+    let mut i = 0;
+    while i < END.len() {
+        s.out[(o + i) & OUT_MASK] = END[i];
+        i += 1;
+    }
+    sum = combine(sum, END_SUM, o & 1 == 1);
+    o += END.len();
+    // Frame header: the request id, sequence 0, one datagram, reserved 0.
+    s.out[0] = fh[0];
+    s.out[1] = fh[1];
+    s.out[2] = 0;
+    s.out[3] = 0;
+    s.out[4] = 0;
+    s.out[5] = 1;
+    s.out[6] = 0;
+    s.out[7] = 0;
+    sum = combine(sum, u16::from_be_bytes([fh[0], fh[1]]), false);
+    sum = combine(sum, 1, false);
+    Ok((o, sum, n))
+}
+
+/// First byte of `m` (a zero-byte mask) that is set, 0..8.
+#[inline(always)]
+fn first_byte(mut m: u64) -> usize {
+    let mut i = 0;
+    if m & 0x8080_8080 == 0 {
+        i += 4;
+        m >>= 32;
+    }
+    if m & 0x8080 == 0 {
+        i += 2;
+        m >>= 16;
+    }
+    if m & 0x80 == 0 {
+        i += 1;
+    }
+    i
+}
+
+/// The zero bytes of `x` (exact up to the first one, which is all we use).
+#[inline(always)]
+fn zeros(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+#[inline(always)]
+fn load8(s: &Scratch, at: usize) -> u64 {
+    // SAFETY: `at & REQ_MASK` + 8 <= REQ_MASK + 9, the size of `req`.
+    unsafe { core::ptr::read_unaligned(s.req.as_ptr().add(at & REQ_MASK) as *const u64) }
+}
+
+/// Length of the key at `pos` (up to the next space or the end of the line), 8 bytes a step.
+#[inline(always)]
+fn key_len(s: &Scratch, pos: usize, line: usize) -> Result<usize, u32> {
+    let mut i = 0;
+    while i < 32 {
+        let off = pos + i * 8;
+        if off >= line {
+            break;
+        }
+        let w = load8(s, off);
+        let valid = line - off;
+        let mut m = zeros(w ^ SPACES) | zeros(w ^ NEWLINES);
+        if valid < 8 {
+            m &= (1u64 << (valid * 8)) - 1;
+        }
+        if m != 0 {
+            let len = i * 8 + first_byte(m);
+            if s.req[(pos + len) & REQ_MASK] == b'\n' {
+                // A second line in one datagram: user space's business.
+                return Err(XDP_PASS_TRUNCATED);
+            }
+            return check_len(len);
+        }
+        i += 1;
+    }
+    check_len(line - pos)
+}
+
+#[inline(always)]
+fn check_len(len: usize) -> Result<usize, u32> {
+    if len == 0 || len > HOT_KEY_MAX {
+        Err(XDP_PASS_BAD_KEY)
+    } else {
+        Ok(len)
+    }
+}
+
+/// kcache hash v1 (cache-core's `bucket::khash`) of the key at `pos`.
+#[inline(always)]
+fn khash(s: &Scratch, pos: usize, len: usize) -> u64 {
+    const SEED: u64 = 0x243F_6A88_85A3_08D3;
+    const P: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = SEED ^ (len as u64).wrapping_mul(P);
+    let mut i = 0;
+    while i < 32 {
+        let off = i * 8;
+        if off >= len {
+            break;
+        }
+        let rem = len - off;
+        let mut w = load8(s, pos + off);
+        if rem < 8 {
+            w &= (1u64 << (rem * 8)) - 1;
+        }
+        h = (h ^ w).wrapping_mul(P).rotate_left(29);
+        i += 1;
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
