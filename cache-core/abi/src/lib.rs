@@ -11,13 +11,16 @@
 //! - [`counter`]: indexes into the per-CPU counter array.
 //!
 //! No dependencies and `no_std`: the eBPF crate compiles this for `bpfel-unknown-none`. The `user`
-//! feature is reserved for user-space-only extras (such as `aya::Pod` impls) and is empty today.
+//! feature adds user-space-only extras (`aya::Pod` impls, in `pod.rs`) and the optional aya
+//! dependency they need; the eBPF side never turns it on.
 #![no_std]
 
 pub mod bucket;
 pub mod config;
 pub mod counter;
 pub mod hot;
+#[cfg(feature = "user")]
+mod pod;
 
 pub use bucket::{BucketEntry, BUCKET_MAP_ENTRIES, NODE_NONE, VBUCKETS};
 pub use config::{AllowKey, XdpConfig, CFG_ALLOWLIST};

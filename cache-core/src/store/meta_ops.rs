@@ -135,6 +135,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             self.bump(id, now);
         }
         self.count_get(ttl_set, true);
+        if !created {
+            self.log_hit(id, key);
+        }
         Some(MetaGetHit {
             id,
             created,

@@ -96,8 +96,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         }
         let id = id?;
         self.bump(id, now);
-        if let Some(e) = touch {
-            self.set_exptime(id, realtime(e, now));
+        match touch {
+            Some(e) => self.set_exptime(id, realtime(e, now)),
+            None => self.log_hit(id, key),
         }
         Some(id)
     }

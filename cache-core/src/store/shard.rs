@@ -89,6 +89,8 @@ pub struct Store<B> {
     pub(super) stats: Stats,
     pub(super) scratch: Vec<u8>,
     pub(super) hot_log: Vec<u8>,
+    /// Keys of get hits on items not yet HOT, while promotion is on (see `log_hits`).
+    pub(super) hit_log: Option<Vec<u8>>,
     pub(super) removal_log: Option<Vec<(Removal, Vec<u8>)>>,
 }
 
@@ -115,6 +117,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             stats: Stats::default(),
             scratch: Vec::new(),
             hot_log: Vec::new(),
+            hit_log: None,
             removal_log: None,
         })
     }
@@ -146,8 +149,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             .wrapping_add(self.cas_seq.wrapping_mul(self.cfg.cas_stride))
     }
 
+    /// Reports the HOT copy of an item about to change in place and clears its HOT mark: the
+    /// copy is dropped before the change's reply, so the item may be promoted again later.
     pub(super) fn note_change(&mut self, id: ItemId) {
         report_hot(&mut self.hot_log, self.slabs.chunk(id));
+        let chunk = self.slabs.chunk_mut(id);
+        let f = item::read_iflag(chunk);
+        if f & ITEM_HOT != 0 {
+            item::write_iflag(chunk, f & !ITEM_HOT);
+        }
     }
 
     pub(super) fn is_dead(h: &Header, now: u32, gen: u8, oldest_live: u32) -> bool {
