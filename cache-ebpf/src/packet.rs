@@ -62,7 +62,7 @@ pub fn parse(ctx: &XdpContext, port: u16) -> Result<Frame, u32> {
         proto = be16(ctx, 16)?;
         l3 = 18;
     }
-    let mut src = [0u8; 16];
+    let src: [u8; 16];
     let (l4, ip_payload_end, v6) = match proto {
         ETH_P_IP => {
             let vihl = byte(ctx, l3)?;
@@ -82,12 +82,7 @@ pub fn parse(ctx: &XdpContext, port: u16) -> Result<Frame, u32> {
             let a: *const [u8; 4] = ptr_at(ctx, l3 + 12)?;
             // SAFETY: ptr_at checked the four bytes.
             let a = unsafe { *a };
-            src[10] = 0xff;
-            src[11] = 0xff;
-            src[12] = a[0];
-            src[13] = a[1];
-            src[14] = a[2];
-            src[15] = a[3];
+            src = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]];
             (l3 + 20, l3 + total, false)
         }
         ETH_P_IPV6 => {

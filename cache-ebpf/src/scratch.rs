@@ -1,10 +1,10 @@
 //! Per-CPU working memory: the BPF stack has 512 bytes, a request and its answer need more.
 //!
 //! ```text
-//!  0                      2056                     6152           6288
-//!  +----------------------+------------------------+--------------+
-//!  | req [u8; 2056]       | out [u8; 4096]         | hdr [u8;136] |
-//!  +----------------------+------------------------+--------------+
+//!  0                      2056                     6152           6288        6384     6392
+//!  +----------------------+------------------------+--------------+-----------+--------+
+//!  | req [u8; 2056]       | out [u8; 4096]         | hdr [u8;136] | walk (96) | forget |
+//!  +----------------------+------------------------+--------------+-----------+--------+
 //! ```
 //!
 //! `req` holds the request after the frame header; every read is at `offset & REQ_MASK` and
@@ -27,4 +27,60 @@ pub struct Scratch {
     pub req: [u8; REQ_MAX + 8],
     pub out: [u8; 2 * (OUT_MASK + 1)],
     pub hdr: [u8; HDR_MASK + 9],
+    pub walk: Walk,
+    /// A value written and read back to make the verifier forget what it knew about it.
+    pub forget: u64,
+}
+
+/// The key walk's state, carried from one `bpf_loop` step to the next.
+///
+/// It lives in map memory, not on the stack, on purpose: the verifier tracks stack slots
+/// exactly but knows nothing of a map value's contents, so every step starts from the same
+/// abstract state and the verifier's pruning can merge them (exact per-key positions and
+/// lengths otherwise multiply the paths it walks past its 1M-instruction budget).
+#[repr(C)]
+pub struct Walk {
+    pub pos: u64,
+    pub line: u64,
+    pub cas: u64,
+    pub cap: u64,
+    pub o: u64,
+    pub sum: u64,
+    pub now: u64,
+    pub n: u64,
+    /// 0, or the pass reason + 1 that ended the walk.
+    pub err: u64,
+    /// The key being answered: offset in `req`, length, kcache hash. Loops read these afresh
+    /// (see [`Scratch::key_len`]) so the ranges a loop's exit test narrows die with the loop.
+    pub key_at: u64,
+    pub key_len: u64,
+    pub key_hash: u64,
+}
+
+impl Scratch {
+    /// The current key's length, 1..=250, read from memory (not a register the verifier has
+    /// been narrowing).
+    #[inline(always)]
+    pub fn key_len(&self) -> usize {
+        // SAFETY: a plain u64 field of this CPU's scratch.
+        let len = unsafe { core::ptr::read_volatile(&self.walk.key_len) } as usize;
+        if len > cache_abi::HOT_KEY_MAX { cache_abi::HOT_KEY_MAX } else { len }
+    }
+
+    /// The current key's offset in `req`.
+    #[inline(always)]
+    pub fn key_at(&self) -> usize {
+        // SAFETY: a plain u64 field of this CPU's scratch.
+        unsafe { core::ptr::read_volatile(&self.walk.key_at) as usize }
+    }
+
+    /// `v`, as a value the verifier knows nothing about (only its type).
+    #[inline(always)]
+    pub fn forget(&mut self, v: u64) -> u64 {
+        // SAFETY: a plain u64 field of this CPU's scratch.
+        unsafe {
+            core::ptr::write_volatile(&mut self.forget, v);
+            core::ptr::read_volatile(&self.forget)
+        }
+    }
 }

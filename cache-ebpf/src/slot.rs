@@ -7,13 +7,6 @@ use cache_abi::{HotSlot, HOT_WAYS, SLOT_LIVE, TEXT_KEY_AT};
 
 use crate::scratch::{Scratch, OUT_MASK, REQ_MASK};
 
-/// A key of the request: where it is in `Scratch::req`, its length and kcache hash.
-pub struct Key {
-    pub at: usize,
-    pub len: usize,
-    pub hash: u64,
-}
-
 /// What one key added to the answer.
 pub struct Copied {
     /// Bytes appended to `out`.
@@ -47,15 +40,15 @@ pub fn copy<const N: usize>(
     table: &Array<HotSlot<N>>,
     set_mask: u32,
     s: &mut Scratch,
-    key: &Key,
+    hash: u64,
     cas: bool,
     at: usize,
     cap: usize,
     now: &mut u64,
     epoch: u32,
 ) -> Result<Copied, Miss> {
-    let set = (key.hash as u32) & set_mask;
-    let tag = (key.hash >> 32) as u32;
+    let set = (hash as u32) & set_mask;
+    let tag = (hash >> 32) as u32;
     let mut way = 0;
     while way < HOT_WAYS {
         let Some(p) = table.get_ptr(set * HOT_WAYS + way) else {
@@ -66,11 +59,11 @@ pub fn copy<const N: usize>(
         let seq = unsafe { read_volatile(addr_of!((*p).seq)) };
         // SAFETY: as above; the fields are plain integers, a torn read is caught by the seq check.
         let (state, slot_tag, klen) = unsafe { ((*p).state, (*p).tag, (*p).key_len) };
-        if seq & 1 == 1 || state != SLOT_LIVE || slot_tag != tag || klen as usize != key.len {
+        if seq & 1 == 1 || state != SLOT_LIVE || slot_tag != tag || klen as usize != s.key_len() {
             continue;
         }
         // SAFETY: as above.
-        if unsafe { !same_key(p, s, key) } {
+        if unsafe { !same_key(p, s) } {
             continue;
         }
         // SAFETY: as above.
@@ -111,11 +104,12 @@ pub fn copy<const N: usize>(
 /// # Safety
 /// `p` must point at a live slot.
 #[inline(always)]
-unsafe fn same_key<const N: usize>(p: *const HotSlot<N>, s: &Scratch, key: &Key) -> bool {
+unsafe fn same_key<const N: usize>(p: *const HotSlot<N>, s: &Scratch) -> bool {
+    let (at, len) = (s.key_at(), s.key_len());
     let mut i = 0;
     while i < 32 {
         let off = i * 8;
-        if off >= key.len {
+        if off >= len {
             return true;
         }
         // The slot holds at least 14 bytes after its key (` f b` and two CRLFs), so reading 8
@@ -123,13 +117,13 @@ unsafe fn same_key<const N: usize>(p: *const HotSlot<N>, s: &Scratch, key: &Key)
         if TEXT_KEY_AT + off + 8 > N {
             return false;
         }
-        let rem = key.len - off;
+        let rem = len - off;
         let mask = if rem >= 8 { u64::MAX } else { (1u64 << (rem * 8)) - 1 };
-        // SAFETY: `(key.at + off) & REQ_MASK` + 8 is inside `req` (8 bytes of slack); the text
+        // SAFETY: `(at + off) & REQ_MASK` + 8 is inside `req` (8 bytes of slack); the text
         // offset was bounded just above.
         let (a, b) = unsafe {
             (
-                load8(s.req.as_ptr().add((key.at + off) & REQ_MASK)),
+                load8(s.req.as_ptr().add((at + off) & REQ_MASK)),
                 load8(addr_of!((*p).text).cast::<u8>().add(TEXT_KEY_AT + off)),
             )
         };
@@ -166,7 +160,9 @@ unsafe fn copy_parts<const N: usize>(
     };
     let mid = if cas { cas_len } else { 0 };
     let len = hdr + mid + tail;
-    if hdr + cas_len + tail > N {
+    // Each length is bounded on its own (not only their sum): the verifier tracks registers,
+    // not relations, and must see every copy stay inside `out`.
+    if hdr > N || cas_len > N || tail > N || hdr + cas_len + tail > N {
         return Err(Miss::Absent);
     }
     if at + len > cap {

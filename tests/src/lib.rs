@@ -14,6 +14,7 @@ pub mod server;
 pub mod target;
 pub mod tools;
 pub mod udp;
+pub mod xdp;
 
 pub use self::{
     conn::Conn,

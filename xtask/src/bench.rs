@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use self::server::Server;
-use crate::step;
+use crate::{ebpf, step, tools};
 
 mod doc;
 mod herd;
@@ -211,6 +211,7 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
     // The commit measured is the one the binaries are built from, before anything else changes.
     let measured = commit()?;
     build_kcache()?;
+    tools::apt_packages(&tools::SERVER_TOOLS)?;
     fs::create_dir_all(OUT_DIR).with_context(|| format!("creating {OUT_DIR}"))?;
     let machine = machine::Machine::read()?;
     step::header("servers");
@@ -432,8 +433,10 @@ fn write_doc(doc: &Value) -> Result<()> {
     Ok(())
 }
 
-/// The release kcache the bench runs and plots with.
+/// The release kcache the bench runs and plots with, its XDP object built first.
 fn build_kcache() -> Result<()> {
+    tools::ensure_build()?;
+    ebpf::build()?;
     step::cargo(
         "build release",
         &["build", "--release", "-p", "cache-user", "--bin", "kcache"],

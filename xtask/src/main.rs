@@ -6,9 +6,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod ebpf;
 mod fuzz;
 mod step;
 mod test;
+mod testbed;
 mod tools;
 
 #[derive(Debug, Parser)]
@@ -26,10 +28,23 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         fuzz_seconds: u32,
     },
-    /// Builds the workspace in release and runs `kcache version` (the server is not there yet).
+    /// Builds the workspace in release (with the XDP object) and runs the server.
     Run,
-    /// Formats the workspace and the fuzz crate.
+    /// Formats the workspace, the fuzz crate and the eBPF crate.
     Fmt,
+    /// Builds the XDP object (cache-ebpf, release) that cache-user embeds, installing
+    /// rust-src and bpf-linker first if they are missing.
+    Ebpf {
+        /// Also runs the eBPF crate's clippy pass, as `xtask test` does.
+        #[arg(long)]
+        clippy: bool,
+    },
+    /// Creates (`up`) or removes (`down`) the XDP test bed: namespaces kc-srv/kc-cli joined by
+    /// the veth pair kc-srv0/kc-cli0 (10.77.0.1-2/24, fd77::1-2/64). Needs root.
+    Testbed {
+        #[arg(value_enum)]
+        action: testbed::Action,
+    },
     /// kcache and memcached side by side: medians of throughput, latency and CPU per scenario.
     Bench(bench::BenchArgs),
 }
@@ -45,11 +60,24 @@ fn main() -> Result<()> {
         Cmd::Test { fuzz_seconds } => test::run(fuzz_seconds),
         Cmd::Run => run(),
         Cmd::Bench(args) => bench::run(&args),
+        Cmd::Ebpf { clippy } => {
+            tools::ensure_build()?;
+            ebpf::build()?;
+            if clippy {
+                ebpf::clippy()?;
+            }
+            Ok(())
+        }
+        Cmd::Testbed { action } => testbed::run(action),
         Cmd::Fmt => {
             step::cargo("fmt", &["fmt", "--all"])?;
             step::cargo(
                 "fmt fuzz crate",
                 &["fmt", "--all", "--manifest-path", fuzz::MANIFEST],
+            )?;
+            step::cargo(
+                "fmt eBPF crate",
+                &["fmt", "--all", "--manifest-path", ebpf::MANIFEST],
             )
         }
     }
@@ -58,6 +86,8 @@ fn main() -> Result<()> {
 /// Builds everything in release and runs the server on its embedded default configuration
 /// (127.0.0.1:11211 TCP, UDP off) in the foreground until Ctrl-C.
 fn run() -> Result<()> {
+    tools::ensure_build()?;
+    ebpf::build()?;
     step::cargo("build release", &["build", "--workspace", "--release"])?;
     println!(
         "\nkcache is starting on 127.0.0.1:11211 (TCP; UDP off). From another terminal:\n\

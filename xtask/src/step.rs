@@ -9,15 +9,48 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
+use crate::ebpf;
+
 /// The cargo that runs xtask, so nested builds use the same toolchain.
 pub(crate) fn cargo_bin() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
-/// A `cargo` command with `args`.
+/// What an outer `cargo` (or a developer's shell) may have set that would leak into a nested build
+/// for another target or another workspace: rustflags for the host, wrappers such as clippy-driver
+/// or sccache, and a target directory that would mix the two builds.
+const OUTER_BUILD_ENV: [&str; 11] = [
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_BUILD_RUSTC_WRAPPER",
+    "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_MAKEFLAGS",
+];
+
+/// A `cargo` command with `args`. Once the XDP object is built, every cargo run after it gets its
+/// path in `KCACHE_XDP_OBJ`, so cache-user's build script embeds that very object.
 pub(crate) fn cargo_cmd(args: &[&str]) -> Command {
     let mut cmd = Command::new(cargo_bin());
     cmd.args(args);
+    if let Some(object) = ebpf::object() {
+        cmd.env(ebpf::OBJECT_ENV, object);
+    }
+    cmd
+}
+
+/// A `cargo` command with `args` and none of [`OUTER_BUILD_ENV`], for builds that set their own
+/// flags (the eBPF crate, `cargo install bpf-linker`).
+pub(crate) fn isolated_cargo_cmd(args: &[&str]) -> Command {
+    let mut cmd = cargo_cmd(args);
+    for var in OUTER_BUILD_ENV {
+        cmd.env_remove(var);
+    }
     cmd
 }
 

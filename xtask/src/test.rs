@@ -1,5 +1,5 @@
-//! `cargo xtask test`: tools, fmt, clippy, tests, fuzz smoke — in that order, stopping at the
-//! first failure.
+//! `cargo xtask test`: tools, fmt, the XDP object and its clippy pass, clippy, tests, fuzz smoke —
+//! in that order, stopping at the first failure.
 
 use std::{
     io::{BufRead, BufReader},
@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::{fuzz, step, tools};
+use crate::{ebpf, fuzz, step, tools};
 
 /// Test counts summed over every `test result:` line cargo test printed.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -34,6 +34,21 @@ pub(crate) fn run(fuzz_seconds: u32) -> Result<()> {
             "--check",
         ],
     )?;
+    step::cargo(
+        "fmt eBPF crate",
+        &[
+            "fmt",
+            "--all",
+            "--manifest-path",
+            ebpf::MANIFEST,
+            "--",
+            "--check",
+        ],
+    )?;
+    // Before anything compiles cache-user (clippy runs its build script too), so it embeds this
+    // object.
+    ebpf::build()?;
+    ebpf::clippy()?;
     step::cargo(
         "clippy",
         &[

@@ -1,6 +1,6 @@
-//! Installs what `xtask test` needs, so nothing depends on a hand-installed tool: rustup
-//! components, cargo-fuzz in the project-local `.tools/`, and the Debian packages the
-//! integration tests drive.
+//! Installs what xtask's commands need, so nothing depends on a hand-installed tool: rustup
+//! components, cargo-fuzz and bpf-linker in the project-local `.tools/`, and the Debian packages
+//! the integration tests and the XDP test bed drive.
 
 use std::{
     path::{Path, PathBuf},
@@ -12,29 +12,110 @@ use anyhow::{bail, Context, Result};
 
 use crate::step;
 
+mod bpf_linker;
+
+pub(crate) use bpf_linker::path as bpf_linker_path;
+
 /// Project-local install root for cargo-installed tools (ignored by git).
 pub(crate) const TOOLS_ROOT: &str = ".tools";
 
 /// The cargo-fuzz version `xtask test` installs; bump deliberately.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
-/// Debian packages for `tests/`: memcached 1.6 (the reference server), libmemcached-tools
+/// What an apt package must provide for xtask to count it as installed.
+#[derive(Debug, Clone, Copy)]
+enum Provides {
+    /// An executable on `PATH`.
+    Binary(&'static str),
+    /// A module the system python imports.
+    PythonModule(&'static str),
+}
+
+/// A Debian package and the thing it provides that xtask checks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AptTool {
+    package: &'static str,
+    provides: Provides,
+}
+
+/// Packages for `tests/` and `bench`: memcached 1.6 (the reference server), libmemcached-tools
 /// (`memccapable`, `memcaslap`) and pymemcache for the system python.
-const APT_PACKAGES: [&str; 3] = ["memcached", "libmemcached-tools", "python3-pymemcache"];
-/// The binaries those packages provide that the tests run.
-const APT_BINARIES: [&str; 3] = ["memcached", "memccapable", "memcaslap"];
+pub(crate) const SERVER_TOOLS: [AptTool; 4] = [
+    apt("memcached", Provides::Binary("memcached")),
+    apt("libmemcached-tools", Provides::Binary("memccapable")),
+    apt("libmemcached-tools", Provides::Binary("memcaslap")),
+    apt("python3-pymemcache", Provides::PythonModule("pymemcache")),
+];
+
+/// Packages for the XDP test bed and for looking at XDP programs: `ip` (namespaces, veth, which
+/// program is attached), `ping` (the test bed's own check), `bpftool` (programs, maps, pinned
+/// links) and `ethtool` (`-S` shows the veth's `xdp_tx_errors`).
+pub(crate) const NET_TOOLS: [AptTool; 4] = [
+    apt("iproute2", Provides::Binary("ip")),
+    apt("iputils-ping", Provides::Binary("ping")),
+    apt("bpftool", Provides::Binary("bpftool")),
+    apt("ethtool", Provides::Binary("ethtool")),
+];
+
 /// Pythons the tests try for pymemcache, as `tests/src/tools.rs` does (Debian's package lands in
 /// the system python, which a pyenv or venv `python3` on PATH does not see).
 const PYTHONS: [&str; 2] = ["python3", "/usr/bin/python3"];
 
-/// Ensures rustfmt, clippy, cargo-fuzz and the integration tests' packages are present.
+const fn apt(package: &'static str, provides: Provides) -> AptTool {
+    AptTool { package, provides }
+}
+
+/// Everything `xtask test` needs: rustfmt, clippy, the eBPF toolchain, cargo-fuzz and every apt
+/// package above.
 pub(crate) fn ensure() -> Result<()> {
     step::header("tools");
     let start = Instant::now();
-    components()?;
+    components(&["rustfmt", "clippy", "rust-src"])?;
+    bpf_linker::ensure()?;
     cargo_fuzz()?;
-    apt_packages()?;
+    apt_packages(&SERVER_TOOLS)?;
+    apt_packages(&NET_TOOLS)?;
     step::footer("tools", start.elapsed());
+    Ok(())
+}
+
+/// What building the workspace needs beyond a stable toolchain: `rust-src` (for
+/// `-Z build-std=core`) and bpf-linker, both used by the eBPF object cache-user embeds.
+pub(crate) fn ensure_build() -> Result<()> {
+    step::header("build tools");
+    let start = Instant::now();
+    components(&["rust-src"])?;
+    bpf_linker::ensure()?;
+    step::footer("build tools", start.elapsed());
+    Ok(())
+}
+
+/// Installs the packages of `tools` whose binary or module is missing.
+pub(crate) fn apt_packages(tools: &[AptTool]) -> Result<()> {
+    let names = |tools: &[AptTool]| -> Vec<&str> { tools.iter().map(AptTool::name).collect() };
+    let missing = absent(tools);
+    if missing.is_empty() {
+        println!("{}: installed", names(tools).join(", "));
+        return Ok(());
+    }
+    let mut packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    println!(
+        "missing {:?}: installing {packages:?} with apt-get",
+        names(&missing)
+    );
+    apt_get(&["update"], &packages)?;
+    let mut install = vec!["install", "-y"];
+    install.extend(&packages);
+    apt_get(&install, &packages)?;
+    let missing = absent(tools);
+    if !missing.is_empty() {
+        bail!(
+            "still missing {:?} after installing {packages:?}",
+            names(&missing)
+        );
+    }
     Ok(())
 }
 
@@ -51,16 +132,46 @@ pub(crate) fn path_with_tools() -> Result<std::ffi::OsString> {
     std::env::join_paths(dirs).context("building PATH with .tools/bin")
 }
 
-fn components() -> Result<()> {
+impl AptTool {
+    /// The binary or module's name, as the messages show it.
+    fn name(&self) -> &'static str {
+        match self.provides {
+            Provides::Binary(name) | Provides::PythonModule(name) => name,
+        }
+    }
+
+    fn present(&self) -> bool {
+        match self.provides {
+            Provides::Binary(name) => {
+                let path = std::env::var_os("PATH").unwrap_or_default();
+                std::env::split_paths(&path).any(|d| d.join(name).is_file())
+            }
+            Provides::PythonModule(module) => PYTHONS.iter().any(|python| {
+                Command::new(Path::new(python))
+                    .args(["-c", &format!("import {module}")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            }),
+        }
+    }
+}
+
+fn absent(tools: &[AptTool]) -> Vec<AptTool> {
+    tools.iter().filter(|t| !t.present()).copied().collect()
+}
+
+fn components(wanted: &[&str]) -> Result<()> {
     let listed = Command::new("rustup")
         .args(["component", "list", "--installed"])
         .output();
     let Ok(listed) = listed else {
-        println!("rustup not found: relying on the toolchain's own rustfmt and clippy");
+        println!("rustup not found: relying on the toolchain's own {wanted:?}");
         return Ok(());
     };
     let installed = String::from_utf8_lossy(&listed.stdout);
-    for component in ["rustfmt", "clippy"] {
+    for component in wanted {
         if installed.lines().any(|l| l.starts_with(component)) {
             println!("{component}: installed");
             continue;
@@ -106,49 +217,12 @@ fn cargo_fuzz() -> Result<()> {
     Ok(())
 }
 
-fn apt_packages() -> Result<()> {
-    let missing = missing_apt_tools();
-    if missing.is_empty() {
-        println!("memcached, memccapable, memcaslap, pymemcache: installed");
-        return Ok(());
-    }
-    println!("missing {missing:?}: installing {APT_PACKAGES:?} with apt-get");
-    apt_get(&["update"])?;
-    let mut install = vec!["install", "-y"];
-    install.extend(APT_PACKAGES);
-    apt_get(&install)?;
-    let missing = missing_apt_tools();
-    if !missing.is_empty() {
-        bail!("still missing {missing:?} after installing {APT_PACKAGES:?}");
-    }
-    Ok(())
-}
-
-/// The tools of `APT_BINARIES` not on `PATH`, and `pymemcache` if no python imports it.
-fn missing_apt_tools() -> Vec<&'static str> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let on_path = |name: &str| std::env::split_paths(&path).any(|d| d.join(name).is_file());
-    let mut missing: Vec<&str> = APT_BINARIES.into_iter().filter(|b| !on_path(b)).collect();
-    let pymemcache = PYTHONS.iter().any(|python| {
-        Command::new(Path::new(python))
-            .args(["-c", "import pymemcache"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if !pymemcache {
-        missing.push("pymemcache");
-    }
-    missing
-}
-
-fn apt_get(args: &[&str]) -> Result<()> {
+fn apt_get(args: &[&str], packages: &[&str]) -> Result<()> {
     let mut cmd = Command::new("apt-get");
     cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
-        bail!("{cmd:?} exited with {status} (it needs root); install {APT_PACKAGES:?} by hand");
+        bail!("{cmd:?} exited with {status} (it needs root); install {packages:?} by hand");
     }
     Ok(())
 }

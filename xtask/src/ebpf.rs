@@ -1,0 +1,89 @@
+//! The XDP object: `cache-ebpf` built for `bpfel-unknown-none` with the project-local bpf-linker,
+//! and its clippy pass.
+//!
+//! `cache-ebpf` is a cargo workspace of its own (the host workspace excludes it), built in release
+//! only: the debug profile is rejected by the verifier. Nothing here needs nightly: stable rustc
+//! accepts `-Z build-std=core` under `RUSTC_BOOTSTRAP=1`, and `rust-src` plus bpf-linker come from
+//! `tools::ensure_build`. After [`build`], every cargo command xtask starts carries the object's
+//! path in [`OBJECT_ENV`], which `cache-user/build.rs` copies into its `OUT_DIR`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+use anyhow::{ensure, Context, Result};
+
+use crate::{step, tools};
+
+/// The eBPF crate's directory.
+pub(crate) const CRATE_DIR: &str = "cache-ebpf";
+/// Its manifest, for `cargo fmt`.
+pub(crate) const MANIFEST: &str = "cache-ebpf/Cargo.toml";
+/// The environment variable `cache-user/build.rs` reads the object's path from.
+pub(crate) const OBJECT_ENV: &str = "KCACHE_XDP_OBJ";
+const TARGET: &str = "bpfel-unknown-none";
+/// Kept apart from the host's `target/` profiles so the two builds never share artifacts;
+/// `cache-user/build.rs` falls back to the object under it when `KCACHE_XDP_OBJ` is unset.
+const TARGET_DIR: &str = "target/ebpf";
+/// `--btf` makes bpf-linker emit BTF, which aya's loader needs for the maps; debuginfo is its
+/// source.
+const RUSTFLAGS: &str = "-C debuginfo=2 -C link-arg=--btf";
+
+/// The object's absolute path, once [`build`] has made it in this process.
+static OBJECT: OnceLock<PathBuf> = OnceLock::new();
+
+/// The object built by this xtask run, if any.
+pub(crate) fn object() -> Option<&'static Path> {
+    OBJECT.get().map(PathBuf::as_path)
+}
+
+/// Builds the XDP object and returns its absolute path; from here on, cargo commands started by
+/// xtask export it in [`OBJECT_ENV`].
+pub(crate) fn build() -> Result<PathBuf> {
+    let root = std::env::current_dir().context("reading the current directory")?;
+    step::run("build eBPF object (release)", &mut cargo(&root, "build")?)?;
+    let object = root
+        .join(TARGET_DIR)
+        .join(TARGET)
+        .join("release")
+        .join("cache-ebpf");
+    let size = std::fs::metadata(&object)
+        .with_context(|| format!("{} missing after the build", object.display()))?
+        .len();
+    ensure!(size > 0, "{} is empty after the build", object.display());
+    println!("XDP object: {} ({size} bytes)", object.display());
+    // A second build in one run makes the same file, so an already-set path stays right.
+    OBJECT.get_or_init(|| object.clone());
+    Ok(object)
+}
+
+/// clippy on the eBPF crate with `-D warnings`, for its own target (the host workspace's clippy
+/// pass never sees it).
+pub(crate) fn clippy() -> Result<()> {
+    let root = std::env::current_dir().context("reading the current directory")?;
+    let mut cmd = cargo(&root, "clippy")?;
+    cmd.args(["--", "-D", "warnings"]);
+    step::run("clippy eBPF crate", &mut cmd)
+}
+
+/// `cargo <sub>` in the eBPF crate for `bpfel-unknown-none`, with the host build's flags and
+/// wrappers cleared and ours set.
+fn cargo(root: &Path, sub: &str) -> Result<Command> {
+    let linker = root.join(tools::bpf_linker_path());
+    ensure!(
+        linker.is_file(),
+        "{} is missing: `cargo xtask ebpf` installs it",
+        linker.display()
+    );
+    let mut cmd =
+        step::isolated_cargo_cmd(&[sub, "--release", "--target", TARGET, "-Z", "build-std=core"]);
+    cmd.arg("--target-dir")
+        .arg(root.join(TARGET_DIR))
+        .current_dir(root.join(CRATE_DIR))
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_TARGET_BPFEL_UNKNOWN_NONE_LINKER", linker)
+        .env("RUSTFLAGS", RUSTFLAGS);
+    Ok(cmd)
+}
