@@ -200,7 +200,8 @@ fn attach_pass(kcache: &Path) -> Result<()> {
         .find(|l| l.starts_with("prog/xdp"));
     let Some(program) = program.filter(|_| native) else {
         bail!(
-            "`kcache xdp-pass` succeeded but `ip link show` finds no native XDP program on {}:\n{link}",
+            "`kcache xdp-pass` succeeded but `ip link show` finds no native XDP program on \
+             {}:\n{link}",
             CLIENT.iface
         );
     };
