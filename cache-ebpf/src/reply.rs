@@ -33,9 +33,7 @@ fn put16(s: &mut Scratch, at: usize, v: u16) {
 fn swap(s: &mut Scratch, a: usize, b: usize, len: usize) {
     let mut i = 0;
     while i < len {
-        let x = s.hdr[(a + i) & HDR_MASK];
-        s.hdr[(a + i) & HDR_MASK] = s.hdr[(b + i) & HDR_MASK];
-        s.hdr[(b + i) & HDR_MASK] = x;
+        s.hdr.swap((a + i) & HDR_MASK, (b + i) & HDR_MASK);
         i += 1;
     }
 }

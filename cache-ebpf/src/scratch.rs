@@ -1,10 +1,10 @@
 //! Per-CPU working memory: the BPF stack has 512 bytes, a request and its answer need more.
 //!
 //! ```text
-//!  0                      2056                     6152           6288        6384     6392
-//!  +----------------------+------------------------+--------------+-----------+--------+
-//!  | req [u8; 2056]       | out [u8; 4096]         | hdr [u8;136] | walk (96) | forget |
-//!  +----------------------+------------------------+--------------+-----------+--------+
+//!  0                      2056                     6152           6288        6384
+//!  +----------------------+------------------------+--------------+-----------+
+//!  | req [u8; 2056]       | out [u8; 4096]         | hdr [u8;136] | walk (96) |
+//!  +----------------------+------------------------+--------------+-----------+
 //! ```
 //!
 //! `req` holds the request after the frame header; every read is at `offset & REQ_MASK` and
@@ -28,8 +28,6 @@ pub struct Scratch {
     pub out: [u8; 2 * (OUT_MASK + 1)],
     pub hdr: [u8; HDR_MASK + 9],
     pub walk: Walk,
-    /// A value written and read back to make the verifier forget what it knew about it.
-    pub forget: u64,
 }
 
 /// The key walk's state, carried from one `bpf_loop` step to the next.
@@ -72,15 +70,5 @@ impl Scratch {
     pub fn key_at(&self) -> usize {
         // SAFETY: a plain u64 field of this CPU's scratch.
         unsafe { core::ptr::read_volatile(&self.walk.key_at) as usize }
-    }
-
-    /// `v`, as a value the verifier knows nothing about (only its type).
-    #[inline(always)]
-    pub fn forget(&mut self, v: u64) -> u64 {
-        // SAFETY: a plain u64 field of this CPU's scratch.
-        unsafe {
-            core::ptr::write_volatile(&mut self.forget, v);
-            core::ptr::read_volatile(&self.forget)
-        }
     }
 }

@@ -28,8 +28,12 @@ const TARGET: &str = "bpfel-unknown-none";
 /// `cache-user/build.rs` falls back to the object under it when `KCACHE_XDP_OBJ` is unset.
 const TARGET_DIR: &str = "target/ebpf";
 /// `--btf` makes bpf-linker emit BTF, which aya's loader needs for the maps; debuginfo is its
-/// source.
-const RUSTFLAGS: &str = "-C debuginfo=2 -C link-arg=--btf";
+/// source. `allows-misaligned-mem-access` lets LLVM emit one 8-byte load where the program
+/// reads keys 8 bytes at a time at any offset (x86-64 and the verifier allow it); without it
+/// each such load becomes eight byte loads, slower and enough extra states to push the verifier
+/// past its 1M-instruction budget.
+const RUSTFLAGS: &str =
+    "-C debuginfo=2 -C link-arg=--btf -C target-feature=+allows-misaligned-mem-access";
 
 /// The object's absolute path, once [`build`] has made it in this process.
 static OBJECT: OnceLock<PathBuf> = OnceLock::new();

@@ -233,6 +233,14 @@ impl Prog {
         })
     }
 
+    /// The kernel's run-time statistics of the program (total time, runs); only counted while
+    /// the fd of [`aya::sys::enable_stats`] is open.
+    pub fn run_stats(&self) -> Result<(std::time::Duration, u64)> {
+        let prog: &Xdp = self.ebpf.program("kcache_xdp").context("no kcache_xdp")?.try_into()?;
+        let info = prog.info()?;
+        Ok((info.run_time(), info.run_count()))
+    }
+
     /// Every counter summed over CPUs.
     pub fn counters(&self) -> Result<Vec<u64>> {
         let a: PerCpuArray<&MapData, u64> =
