@@ -44,6 +44,37 @@ pub(crate) enum Command {
     /// Draw SVG plots from `kcache bench` reports or rate sweeps, several series on one chart.
     #[command(after_help = crate::bench::plot::PLOT_AFTER_HELP)]
     Plot(crate::bench::plot::PlotArgs),
+    /// Print the XDP program's counters (summed over CPUs) of a running `kcache serve --xdp`,
+    /// read from its pinned COUNTERS map.
+    XdpStats {
+        /// Where bpffs is (the server's `bpffs` setting)
+        #[arg(long, value_name = "PATH", default_value = "/sys/fs/bpf")]
+        bpffs: PathBuf,
+        /// The server's XDP interface; optional when only one server runs XDP
+        #[arg(long, value_name = "IFACE")]
+        iface: Option<String>,
+    },
+    /// Attach the pass-through XDP program (`kcache_pass`) in native mode to an interface in a
+    /// network namespace, pinned so it stays after this exits: the peer of a veth whose other end
+    /// runs kcache's XDP needs one for native XDP_TX replies to arrive.
+    XdpPass(XdpPassArgs),
+}
+
+/// `kcache xdp-pass` flags.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct XdpPassArgs {
+    /// Network namespace, as named under /run/netns (`ip netns add NAME`)
+    #[arg(long, value_name = "NAME")]
+    pub(crate) netns: String,
+    /// Interface inside that namespace
+    #[arg(long, value_name = "IFACE")]
+    pub(crate) iface: String,
+    /// Where the link is pinned, in the host's bpffs [default: /sys/fs/bpf/kcache-pass-NAME-IFACE]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) pin: Option<PathBuf>,
+    /// Remove the pin (which detaches the program) instead of attaching
+    #[arg(long)]
+    pub(crate) detach: bool,
 }
 
 const SERVE_AFTER_HELP: &str = "\
@@ -101,6 +132,14 @@ pub(crate) struct ServeArgs {
     /// Microseconds a worker polls for work before sleeping; 0 = never poll [default: 5]
     #[arg(long, value_name = "US")]
     pub(crate) poll_us: Option<u32>,
+
+    /// Answer hot UDP gets in the XDP hook of this interface (needs -U) [default: off]
+    #[arg(long, value_name = "IFACE")]
+    pub(crate) xdp: Option<String>,
+
+    /// How to attach the XDP program [default: auto]
+    #[arg(long, value_name = "MODE")]
+    pub(crate) xdp_mode: Option<config::XdpMode>,
 }
 
 #[cfg(test)]

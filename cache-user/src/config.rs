@@ -14,6 +14,11 @@
 //! | tombstone_secs  | 1..=86400               | 0 would drop version floors at once              |
 //! | lease_secs      | 1..=86400               | 0 would void every lease at once                 |
 //! | growth_factor   | (1, 4)                  | the slab classes' own limits                     |
+//! | xdp             | "" or an interface name | XDP needs UDP on (`udp_port`), for its port      |
+//! | xdp_*_slots     | powers of two, >= 4     | 4-way sets; the sets' mask is `slots / 4 - 1`    |
+//! | udp_allow       | CIDR prefixes           | the UDP source allowlist (invariant 4)           |
+//! | udp_reply_cap   | 64..=1400               | memcached's largest UDP reply payload is 1400    |
+//! | node_id         | 0..u32::MAX             | `u32::MAX` means "no node" in the bucket map     |
 //!
 //! Memory is split evenly across threads, and one shard's arena must hold two of its pages (a page
 //! is `max(item_max, 1 MiB)`, so the largest class can always get one while another class holds
@@ -47,6 +52,14 @@ const SHARD_BYTES_MAX: usize = 32 * GIB;
 const SECS_MAX: u32 = 86_400;
 /// A worker polls at most this long (1 ms) before sleeping.
 const POLL_US_MAX: u32 = 1000;
+/// Room for a frame header and a short reply ...
+const UDP_REPLY_CAP_MIN: u16 = 64;
+/// ... up to memcached's largest UDP payload.
+const UDP_REPLY_CAP_MAX: u16 = 1400;
+/// 1 GiB of 256-byte small slots ...
+const SMALL_SLOTS_MAX: u32 = 1 << 22;
+/// ... and 1.4 GiB of 1440-byte large ones.
+const LARGE_SLOTS_MAX: u32 = 1 << 20;
 
 /// Everything `kcache serve` runs with. Keys of the TOML file are the field names.
 #[derive(Debug, Clone, serde::Deserialize, PartialEq)]
@@ -71,6 +84,32 @@ pub(crate) struct Config {
     pub(crate) strict_keys: bool,
     /// Microseconds a worker keeps polling for work before it sleeps; 0 = sleep at once.
     pub(crate) poll_us: u32,
+    /// Interface whose XDP hook answers hot UDP gets; empty = no XDP.
+    pub(crate) xdp: String,
+    pub(crate) xdp_mode: XdpMode,
+    /// Where bpffs is (or is mounted); maps are pinned under `<bpffs>/kcache/<xdp>/`.
+    pub(crate) bpffs: String,
+    pub(crate) xdp_small_slots: u32,
+    pub(crate) xdp_large_slots: u32,
+    /// Extra CIDR prefixes UDP requests are answered for (see `fastpath::allow`).
+    pub(crate) udp_allow: Vec<String>,
+    /// Largest UDP payload, frame header included, the XDP program may send.
+    pub(crate) udp_reply_cap: u16,
+    /// This node's id in the bucket map.
+    pub(crate) node_id: u32,
+}
+
+/// How `kcache_xdp` is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum XdpMode {
+    /// Native (driver) mode, else generic (SKB) mode with a log line saying so.
+    #[default]
+    Auto,
+    /// Native mode only.
+    Native,
+    /// Generic (SKB) mode only.
+    Generic,
 }
 
 impl Default for Config {
@@ -90,6 +129,14 @@ impl Default for Config {
             growth_factor: 1.08,
             strict_keys: false,
             poll_us: 5,
+            xdp: String::new(),
+            xdp_mode: XdpMode::Auto,
+            bpffs: "/sys/fs/bpf".into(),
+            xdp_small_slots: 131_072,
+            xdp_large_slots: 8192,
+            udp_allow: Vec::new(),
+            udp_reply_cap: 1400,
+            node_id: 0,
         }
     }
 }
@@ -135,6 +182,8 @@ impl Config {
         set(&mut self.item_max, &a.max_item_size);
         set(&mut self.log, &a.log);
         set(&mut self.poll_us, &a.poll_us);
+        set(&mut self.xdp, &a.xdp);
+        set(&mut self.xdp_mode, &a.xdp_mode);
         if a.no_pin {
             self.pin_threads = false;
         }
@@ -203,6 +252,7 @@ impl Config {
         if let Err(e) = EnvFilter::try_new(&self.log) {
             bail!("log (--log) {:?} is not a tracing filter: {e}", self.log);
         }
+        self.check_udp()?;
         self.check_shards()
     }
 
@@ -236,6 +286,54 @@ impl Config {
             share / GIB,
             SHARD_BYTES_MAX / GIB,
             self.memory_bytes().div_ceil(SHARD_BYTES_MAX),
+        );
+        Ok(())
+    }
+
+    /// The UDP allowlist and the XDP keys.
+    fn check_udp(&self) -> Result<()> {
+        for e in &self.udp_allow {
+            crate::fastpath::allow::Prefix::parse(e)
+                .map_err(|m| anyhow::anyhow!("udp_allow: {m}"))?;
+        }
+        ensure!(
+            (UDP_REPLY_CAP_MIN..=UDP_REPLY_CAP_MAX).contains(&self.udp_reply_cap),
+            "udp_reply_cap {} is outside {UDP_REPLY_CAP_MIN}..={UDP_REPLY_CAP_MAX}",
+            self.udp_reply_cap
+        );
+        ensure!(
+            self.node_id != cache_core::abi::NODE_NONE,
+            "node_id {} is reserved (it means \"no node\")",
+            self.node_id
+        );
+        for (key, v, max) in [
+            ("xdp_small_slots", self.xdp_small_slots, SMALL_SLOTS_MAX),
+            ("xdp_large_slots", self.xdp_large_slots, LARGE_SLOTS_MAX),
+        ] {
+            let ways = cache_core::abi::HOT_WAYS;
+            ensure!(
+                v.is_power_of_two() && (ways..=max).contains(&v),
+                "{key} {v} must be a power of two from {ways} (one 4-way set) to {max}"
+            );
+        }
+        if self.xdp.is_empty() {
+            return Ok(());
+        }
+        ensure!(
+            self.udp_port != 0,
+            "xdp (--xdp) {:?} needs UDP: XDP answers UDP gets on udp_port, which is 0 (off); \
+             set udp_port (-U) too",
+            self.xdp
+        );
+        ensure!(
+            self.xdp.len() < libc::IFNAMSIZ && !self.xdp.contains(['/', ' ', '\0']),
+            "xdp (--xdp) {:?} is not an interface name",
+            self.xdp
+        );
+        ensure!(
+            Path::new(&self.bpffs).is_absolute(),
+            "bpffs {:?} must be an absolute path",
+            self.bpffs
         );
         Ok(())
     }

@@ -18,6 +18,7 @@ mod bucket;
 mod cli;
 mod config;
 mod engine;
+mod fastpath;
 mod stats;
 
 fn main() -> Result<()> {
@@ -40,6 +41,7 @@ fn main() -> Result<()> {
                 growth_factor = cfg.growth_factor,
                 tombstone_secs = cfg.tombstone_secs,
                 lease_secs = cfg.lease_secs,
+                xdp = %cfg.xdp,
                 "kcache starting"
             );
             engine::serve(cfg)
@@ -51,6 +53,10 @@ fn main() -> Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Herd(args) => bench::herd::run(&args),
         Command::Plot(args) => bench::plot::run(&args),
+        Command::XdpStats { bpffs, iface } => {
+            fastpath::counters::print(&bpffs, iface.as_deref(), &mut std::io::stdout().lock())
+        }
+        Command::XdpPass(args) => fastpath::pass::run(&args),
     }
 }
 

@@ -31,6 +31,10 @@ pub(crate) struct Process {
     pub(crate) evictions_on: bool,
     pub(crate) bytes_read: u64,
     pub(crate) bytes_written: u64,
+    /// UDP datagrams dropped because their source is outside the allowlist.
+    pub(crate) udp_refused: u64,
+    /// The XDP program's counters and `xdp_hot_slots`, in order; empty without XDP.
+    pub(crate) xdp: Vec<(&'static str, u64)>,
 }
 
 /// The `stats` groups kcache answers. `Reset` only replies `RESET`: zeroing the counters is the
@@ -191,7 +195,11 @@ fn general(p: &Process, s: &Stats, classes: &[ClassStats], now: u32, cpu: Cpu, o
         ("lease_hot_misses", s.lease_hot_misses),
         ("stale_fills_refused", s.stale_fills_refused),
         ("slab_reassign_evictions", s.slab_reassign_evictions),
+        ("udp_refused", p.udp_refused),
     ] {
+        stat(out, name, v);
+    }
+    for (name, v) in &p.xdp {
         stat(out, name, v);
     }
     end(out);

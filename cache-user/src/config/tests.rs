@@ -112,6 +112,7 @@ fn embedded_default_is_the_default_and_lists_every_key() {
     assert_eq!(
         keys,
         [
+            "bpffs",
             "growth_factor",
             "item_max",
             "lease_secs",
@@ -119,13 +120,20 @@ fn embedded_default_is_the_default_and_lists_every_key() {
             "log",
             "max_connections",
             "memory_mb",
+            "node_id",
             "pin_threads",
             "poll_us",
             "port",
             "strict_keys",
             "threads",
             "tombstone_secs",
+            "udp_allow",
             "udp_port",
+            "udp_reply_cap",
+            "xdp",
+            "xdp_large_slots",
+            "xdp_mode",
+            "xdp_small_slots",
         ]
     );
     // And it is valid as it stands.
@@ -419,4 +427,82 @@ fn threads() {
     };
     assert_eq!(c.threads_resolved(), 1);
     assert!(err(c.validate()).contains("use -m 16 or more, or a smaller -I"));
+}
+
+#[test]
+fn xdp_keys() {
+    // A file sets every XDP key.
+    let c = ok(Config::from_toml(
+        "udp_port = 11311\nxdp = \"eth0\"\nxdp_mode = \"generic\"\nbpffs = \"/mnt/bpf\"\n\
+         xdp_small_slots = 1024\nxdp_large_slots = 64\nudp_allow = [\"10.0.0.0/8\", \"fd00::/8\"]\n\
+         udp_reply_cap = 1200\nnode_id = 3\n",
+    ));
+    assert_eq!((c.xdp.as_str(), c.xdp_mode), ("eth0", XdpMode::Generic));
+    assert_eq!(
+        (c.bpffs.as_str(), c.xdp_small_slots, c.xdp_large_slots),
+        ("/mnt/bpf", 1024, 64)
+    );
+    assert_eq!(c.udp_allow, ["10.0.0.0/8", "fd00::/8"]);
+    assert_eq!((c.udp_reply_cap, c.node_id), (1200, 3));
+    ok(c.validate());
+    // Modes are lower-case words.
+    for (text, mode) in [("auto", XdpMode::Auto), ("native", XdpMode::Native)] {
+        let c = ok(Config::from_toml(&format!("xdp_mode = \"{text}\"")));
+        assert_eq!(c.xdp_mode, mode);
+    }
+    assert!(Config::from_toml("xdp_mode = \"fast\"").is_err());
+    // Flags: --xdp and --xdp-mode beat the file.
+    let mut c = Config::default();
+    c.apply(&ServeArgs {
+        xdp: Some("lo".into()),
+        xdp_mode: Some(XdpMode::Native),
+        ..ServeArgs::default()
+    });
+    assert_eq!((c.xdp.as_str(), c.xdp_mode), ("lo", XdpMode::Native));
+}
+
+#[test]
+fn xdp_validation() {
+    let base = Config {
+        threads: 1,
+        udp_port: 11311,
+        xdp: "lo".into(),
+        ..Config::default()
+    };
+    ok(base.validate());
+    /// A change to a valid XDP config and the error it should cause.
+    type Case = (fn(&mut Config), &'static str);
+    let cases: &[Case] = &[
+        (|c| c.udp_port = 0, "needs UDP"),
+        (|c| c.xdp = "a/b".into(), "not an interface name"),
+        (
+            |c| c.xdp = "sixteen-chars-xx".into(),
+            "not an interface name",
+        ),
+        (
+            |c| c.xdp_small_slots = 1000,
+            "xdp_small_slots 1000 must be a power of two",
+        ),
+        (|c| c.xdp_small_slots = 2, "xdp_small_slots 2"),
+        (|c| c.xdp_large_slots = 1 << 21, "xdp_large_slots"),
+        (|c| c.udp_allow = vec!["10.0.0.0/33".into()], "udp_allow"),
+        (|c| c.udp_allow = vec!["nope".into()], "udp_allow"),
+        (|c| c.udp_reply_cap = 63, "udp_reply_cap 63"),
+        (|c| c.udp_reply_cap = 1401, "udp_reply_cap 1401"),
+        (|c| c.node_id = u32::MAX, "node_id"),
+        (|c| c.bpffs = "bpf".into(), "absolute"),
+    ];
+    for (change, want) in cases {
+        let mut c = base.clone();
+        change(&mut c);
+        let e = err_chain(c.validate());
+        assert!(e.contains(want), "{e:?} lacks {want:?}");
+    }
+    // UDP without XDP still checks the allowlist entries.
+    let c = Config {
+        xdp: String::new(),
+        udp_allow: vec!["x".into()],
+        ..base
+    };
+    assert!(err_chain(c.validate()).contains("udp_allow"));
 }

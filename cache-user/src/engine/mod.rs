@@ -25,7 +25,15 @@ use nix::sys::{
 };
 
 use self::{conn::StatsPart, msg::Mailbox, shard::Shard};
-use crate::config::Config;
+use crate::{
+    config::Config,
+    fastpath::{
+        allow::Allowlist,
+        counters::Counters,
+        loader::{Fastpath, Settings},
+        HotTables,
+    },
+};
 
 /// What every shard thread shares: configuration, mailboxes, connection counts.
 pub(crate) struct Shared {
@@ -36,6 +44,11 @@ pub(crate) struct Shared {
     pub total_conns: AtomicU64,
     pub rejected_conns: AtomicU64,
     pub started: u32,
+    /// UDP sources answered (`None` when UDP is off).
+    pub allow: Option<Allowlist>,
+    /// The XDP fast path's tables and counters (`None` without XDP).
+    pub hot: Option<Arc<HotTables>>,
+    pub xdp_counters: Option<Arc<Counters>>,
 }
 
 impl Shared {
@@ -49,11 +62,12 @@ impl Shared {
     ) {
         let mut total = Stats::default();
         let mut classes: Vec<ClassStats> = Vec::new();
-        let (mut read, mut written) = (0, 0);
+        let (mut read, mut written, mut refused) = (0, 0, 0);
         for (s, cls, counters) in parts {
             total.add(s);
             read += counters.bytes_read;
             written += counters.bytes_written;
+            refused += counters.udp_refused;
             if classes.len() < cls.len() {
                 classes.resize(cls.len(), ClassStats::default());
             }
@@ -85,10 +99,24 @@ impl Shared {
             evictions_on: true,
             bytes_read: read,
             bytes_written: written,
+            udp_refused: refused,
+            xdp: self.xdp_stats(),
         };
         if !crate::stats::write(args, &p, &total, &classes, now, out) {
             out.extend_from_slice(b"ERROR\r\n");
         }
+    }
+}
+
+impl Shared {
+    /// The XDP counters summed over CPUs and the live HOT slots; empty without XDP.
+    fn xdp_stats(&self) -> Vec<(&'static str, u64)> {
+        let (Some(c), Some(t)) = (&self.xdp_counters, &self.hot) else {
+            return Vec::new();
+        };
+        let mut v = c.read();
+        v.push(("xdp_hot_slots", t.live_slots()));
+        v
     }
 }
 
@@ -107,6 +135,20 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
     let mailboxes = (0..n)
         .map(|_| Mailbox::new())
         .collect::<std::io::Result<Vec<_>>>()?;
+    let allow = if cfg.udp_port != 0 {
+        let iface = (!cfg.xdp.is_empty()).then_some(cfg.xdp.as_str());
+        Some(Allowlist::build(&cfg.udp_allow, iface).context("building the UDP allowlist")?)
+    } else {
+        None
+    };
+    // Detached and unpinned when this returns, on every path (Drop), or explicitly below.
+    let fastpath = match (&allow, cfg.xdp.is_empty()) {
+        (Some(allow), false) => Some(
+            Fastpath::start(&Settings::new(&cfg, allow.clone()))
+                .with_context(|| format!("starting XDP on {}", cfg.xdp))?,
+        ),
+        _ => None,
+    };
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         mailboxes,
@@ -115,6 +157,9 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
         total_conns: AtomicU64::new(0),
         rejected_conns: AtomicU64::new(0),
         started: shard::unix_now(),
+        allow,
+        hot: fastpath.as_ref().map(|f| Arc::clone(f.tables())),
+        xdp_counters: fastpath.as_ref().map(|f| Arc::clone(f.counters())),
     });
 
     let tcp: SocketAddr = format!("{}:{}", cfg.listen, cfg.port)
@@ -210,6 +255,11 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
             Err(_) => {
                 first_err.get_or_insert(anyhow!("a shard thread panicked"));
             }
+        }
+    }
+    if let Some(f) = fastpath {
+        if let Err(e) = f.stop() {
+            tracing::warn!("stopping XDP: {e:#}");
         }
     }
     if let Some(e) = first_err {

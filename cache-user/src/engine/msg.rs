@@ -73,6 +73,8 @@ pub(crate) enum GetKind {
 pub(crate) struct ShardCounters {
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// Datagrams dropped: their source is outside the UDP allowlist.
+    pub udp_refused: u64,
 }
 
 pub(crate) struct Mailbox {

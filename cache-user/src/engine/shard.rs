@@ -20,7 +20,11 @@ use cache_core::{
     protocol::{encode, udp, ParseError, Parser, Request},
     store::{Key, Store},
 };
-use io_uring::{cqueue, opcode, squeue, types::Fd, IoUring};
+use io_uring::{
+    cqueue, opcode, squeue,
+    types::{Fd, Timespec},
+    IoUring,
+};
 use memmap2::MmapMut;
 
 use super::{
@@ -30,6 +34,7 @@ use super::{
     route::{route, shard_of, Route},
     Shared,
 };
+use crate::fastpath::{promote::Promoter, Owner};
 
 const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
@@ -38,6 +43,8 @@ const OP_EVENTFD: u64 = 4;
 const OP_UDP_RECV: u64 = 5;
 const OP_UDP_SEND: u64 = 6;
 const OP_CANCEL: u64 = 7;
+/// The once-a-second wake-up that drives the HOT tables' scan (`Promoter::tick`).
+const OP_TICK: u64 = 8;
 
 /// Replies held for one client before its input is no longer read (backpressure).
 const OUT_LIMIT: usize = 4 << 20;
@@ -103,6 +110,10 @@ pub(crate) struct Shard {
     /// How well polling has been paying (see `maybe_poll`), and idle moments counted.
     poll_score: u32,
     poll_idle: u32,
+    /// The XDP fast path's promotion state (`None` without XDP).
+    hot: Option<Promoter>,
+    /// The tick's timeout; the kernel reads it when the timeout is submitted.
+    tick_ts: Box<Timespec>,
 }
 
 pub(crate) fn unix_now() -> u32 {
@@ -115,7 +126,7 @@ impl Shard {
     pub(crate) fn new(
         id: usize,
         shared: Arc<Shared>,
-        store: Store<MmapMut>,
+        mut store: Store<MmapMut>,
         listener: OwnedFd,
         udp: Option<OwnedFd>,
     ) -> Result<Shard> {
@@ -139,6 +150,14 @@ impl Shard {
             .item_max(shared.cfg.item_max)
             .strict_keys(shared.cfg.strict_keys);
         let ring_bytes = bufs.bytes() + udp_bufs.as_ref().map_or(0, BufRing::bytes);
+        let hot = shared.hot.as_ref().map(|t| {
+            store.log_hits(true);
+            let owner = Owner {
+                shard: id,
+                shards: shared.mailboxes.len(),
+            };
+            Promoter::new(Arc::clone(t), owner)
+        });
         tracing::debug!(shard = id, ring_bytes, "receive buffers registered");
         Ok(Shard {
             id,
@@ -166,6 +185,8 @@ impl Shard {
             stopping: false,
             poll_score: POLL_SCORE_MAX / 2,
             poll_idle: 0,
+            hot,
+            tick_ts: Box::new(Timespec::new().sec(1)),
         })
     }
 
@@ -206,6 +227,36 @@ impl Shard {
         }
     }
 
+    fn arm_tick(&mut self) {
+        if self.hot.is_some() {
+            let e = opcode::Timeout::new(&*self.tick_ts)
+                .build()
+                .user_data(ud(OP_TICK, 0, 0));
+            self.push(e);
+        }
+    }
+
+    /// After a request ran against the store, before its reply is queued or handed to another
+    /// shard: drops the HOT copies it changed, then promotes its hot get hits (fastpath docs).
+    fn hot_after_request(&mut self) {
+        if let Some(h) = self.hot.as_mut() {
+            h.after_request(&mut self.store, self.now);
+        }
+    }
+
+    /// A `flush_all [delay]` taken by this shard, before any shard applies it: empties the HOT
+    /// tables and holds promotions until the flush time.
+    fn hot_flush(&mut self, delay: i32) {
+        if let Some(h) = self.hot.as_mut() {
+            let quiet = if delay > 0 {
+                cache_core::store::realtime(delay, self.now).saturating_add(1)
+            } else {
+                0
+            };
+            h.tables().flush(quiet);
+        }
+    }
+
     fn arm_recv(&mut self, idx: u32) {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
@@ -225,10 +276,14 @@ impl Shard {
         self.arm_accept();
         self.arm_eventfd();
         self.arm_udp();
+        self.arm_tick();
         let mailbox = Arc::clone(&self.shared);
         let poll = Duration::from_micros(u64::from(self.shared.cfg.poll_us));
         loop {
             self.now = unix_now();
+            if let Some(h) = self.hot.as_mut() {
+                h.tick(&mut self.store, self.now);
+            }
             while let Some(m) = mailbox.mailboxes[self.id].pop() {
                 self.handle_msg(m);
             }
@@ -356,6 +411,7 @@ impl Shard {
                     self.udp_free.push(idx);
                 }
             }
+            OP_TICK if !self.stopping => self.arm_tick(),
             OP_CANCEL => {
                 if let Some(c) = self.conn(idx, gen) {
                     c.cancel_inflight = false;
@@ -669,13 +725,23 @@ impl Shard {
             gen,
         };
         let (route, hash) = route(req, self.id, self.n);
+        if let Request::FlushAll { delay, .. } = req {
+            // Before any shard's store applies it (this one's runs below, the others' on
+            // their `Msg::Flush`).
+            self.hot_flush(*delay);
+            if let Some(h) = self.hot.as_mut() {
+                h.flush_applied();
+            }
+        }
         match route {
             Route::Local => {
                 let Some(c) = self.conns[idx as usize].as_mut() else {
                     return true;
                 };
                 let out = c.reply_buf();
-                match exec::execute_hashed(&mut self.store, req, hash, self.now, out) {
+                let action = exec::execute_hashed(&mut self.store, req, hash, self.now, out);
+                self.hot_after_request();
+                match action {
                     Action::Done => false,
                     Action::Close => true,
                     Action::Stats => false,
@@ -715,6 +781,7 @@ impl Shard {
                     return true;
                 };
                 exec::execute(&mut self.store, req, self.now, c.reply_buf());
+                self.hot_after_request();
                 false
             }
             Route::Stats => {
@@ -788,6 +855,7 @@ impl Shard {
         for (part, (s, text)) in runs.into_iter().enumerate() {
             if s == self.id {
                 let out = run_keys(&mut self.store, kind, &text, self.now);
+                self.hot_after_request();
                 if let Some(c) = self.conns[idx as usize].as_mut() {
                     c.fill(seq, part as u32, out);
                 }
@@ -835,6 +903,7 @@ impl Shard {
                 match self.parser.parse(&bytes) {
                     Ok(p) => {
                         exec::execute_hashed(&mut self.store, &p.request, hash, self.now, &mut out);
+                        self.hot_after_request();
                     }
                     Err(_) => {
                         cache_core::protocol::ErrorReply::Server("internal routing error")
@@ -851,9 +920,17 @@ impl Shard {
                 keys,
             } => {
                 let out = run_keys(&mut self.store, kind, &keys, self.now);
+                self.hot_after_request();
                 self.reply(to, seq, part, out);
             }
-            Msg::Flush { delay } => self.store.apply_flush(delay, self.now),
+            Msg::Flush { delay } => {
+                // The taking shard emptied the HOT tables already (`hot_flush`).
+                if let Some(h) = self.hot.as_mut() {
+                    h.flush_applied();
+                }
+                self.store.apply_flush(delay, self.now);
+                self.hot_after_request();
+            }
             Msg::ResetStats => self.reset_stats(),
             Msg::StatsReq { to, seq, part } => {
                 let stats = Box::new(self.stats_part());
@@ -947,8 +1024,18 @@ impl Shard {
             );
         }
         bufs.push(bid);
-        // A short or multi-datagram request is dropped without a word, as memcached does.
+        // A short or multi-datagram request is dropped without a word, as memcached does; so
+        // is one from a source outside the allowlist (invariant 4: no amplification).
         let Ok((header, payload)) = frame else { return };
+        if !self
+            .shared
+            .allow
+            .as_ref()
+            .is_some_and(|a| a.allows_sockaddr(&addr, n))
+        {
+            self.counters.udp_refused += 1;
+            return;
+        }
         let peer = UdpPeer {
             addr,
             addr_len: n as u32,

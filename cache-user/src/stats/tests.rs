@@ -20,7 +20,29 @@ fn process() -> Process {
         evictions_on: true,
         bytes_read: 100,
         bytes_written: 200,
+        udp_refused: 0,
+        xdp: Vec::new(),
     }
+}
+
+#[test]
+fn xdp_counters_follow_kcache_s_own() {
+    // With XDP on, its counters come last, before END, in the order given.
+    let p = Process {
+        xdp: vec![("xdp_hit", 7), ("xdp_hot_slots", 2)],
+        ..process()
+    };
+    let mut out = Vec::new();
+    write(b"", &p, &counters(), &classes(), 1_000, &mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.ends_with("STAT xdp_hit 7\r\nSTAT xdp_hot_slots 2\r\nEND\r\n"),
+        "{text}"
+    );
+    // Without it, none.
+    let mut out = Vec::new();
+    write(b"", &process(), &counters(), &classes(), 1_000, &mut out);
+    assert!(!String::from_utf8_lossy(&out).contains("xdp_"));
 }
 
 /// Every counter distinct, so a swapped field shows.
@@ -201,6 +223,7 @@ fn general_exact() {
          STAT lease_hot_misses 31\r\n\
          STAT stale_fills_refused 32\r\n\
          STAT slab_reassign_evictions 25\r\n\
+         STAT udp_refused 0\r\n\
          END\r\n",
         cache_core::exec::VERSION
     );

@@ -1,0 +1,244 @@
+//! Per-shard promotion and demotion: which of a shard's items get a HOT copy, and when it goes.
+//!
+//! Sans-IO decisions come from `cache_core::hot` ([`Tracker`], [`admit`]); this file decides
+//! when to ask. After every request a shard runs against its store, [`Promoter::after_request`]
+//! first drops the HOT copies the store reported changed (before the reply is queued: see the
+//! module docs of `fastpath`), then counts the request's get hits in the tracker and promotes
+//! the keys [`admit`] lets in. [`Promoter::tick`], about once a second, walks the slots holding
+//! this shard's keys: it takes XDP's hit counts, refreshes the store's LRU for items XDP served
+//! (their gets never reached the store), and demotes slots idle for [`IDLE_PERIODS`] periods,
+//! expired, or of an old epoch.
+
+use std::sync::Arc;
+
+use cache_core::{
+    abi::SLOT_LIVE,
+    bucket::khash,
+    hot::{admit, encode, HotText, Tracker, TrackerConfig, Victim},
+    store::{
+        item::{ITEM_HOT, ITEM_PLACEHOLDER, ITEM_STALE, ITEM_TOKEN_SENT, ITEM_TOMBSTONE},
+        Key, Store,
+    },
+};
+
+use super::{clock, Fill, HotTables, Owner};
+
+/// Periods (scans) without a hit after which a slot is demoted.
+const IDLE_PERIODS: u8 = 2;
+/// Items with less life left than this (seconds) are not promoted.
+const MIN_TTL_SECS: u32 = 1;
+/// Item flags that keep an item out of XDP: leases, tombstones, stale values.
+const NOT_SERVABLE: u16 =
+    ITEM_HOT | ITEM_STALE | ITEM_PLACEHOLDER | ITEM_TOKEN_SENT | ITEM_TOMBSTONE;
+
+/// One shard's promotion state.
+#[derive(Debug)]
+pub(crate) struct Promoter {
+    tables: Arc<HotTables>,
+    owner: Owner,
+    tracker: Tracker,
+    text: Box<HotText>,
+    /// Keys to consider this request: `hash (8, LE) | len (1) | key`, back to back.
+    candidates: Vec<u8>,
+    /// The key a write displaced.
+    evicted: Vec<u8>,
+    /// `flush_all`s this shard's store has applied; promotions wait while the tables have seen
+    /// more (a flush on its way here), see the module docs of `fastpath`.
+    flushes_applied: u64,
+    /// Per slot (numbered by `HotTables::slot_at`): `seq` at the last scan, and idle periods.
+    seen: Vec<u32>,
+    idle: Vec<u8>,
+    last_tick: u32,
+    /// Promotions made and slots demoted, for logs and tests.
+    pub(crate) promoted: u64,
+    pub(crate) demoted: u64,
+}
+
+impl Promoter {
+    pub(crate) fn new(tables: Arc<HotTables>, owner: Owner) -> Promoter {
+        let n = tables.total_slots() as usize;
+        Promoter {
+            flushes_applied: tables.flush_count(),
+            tables,
+            owner,
+            tracker: Tracker::new(TrackerConfig::default()),
+            text: Box::new(HotText::new()),
+            candidates: Vec::new(),
+            evicted: Vec::new(),
+            seen: vec![0; n],
+            idle: vec![0; n],
+            last_tick: 0,
+            promoted: 0,
+            demoted: 0,
+        }
+    }
+
+    pub(crate) fn tables(&self) -> &Arc<HotTables> {
+        &self.tables
+    }
+
+    /// Drops the HOT copies `store` reported. Must run after every request against the store
+    /// and before that request's reply is queued or handed to another shard.
+    pub(crate) fn invalidate<B: AsRef<[u8]> + AsMut<[u8]>>(&self, store: &mut Store<B>) {
+        let t = &self.tables;
+        store.drain_hot_invalidations(|k| t.invalidate(k, khash(k)));
+    }
+
+    /// [`Promoter::invalidate`], then promotions for the request's get hits.
+    pub(crate) fn after_request<B: AsRef<[u8]> + AsMut<[u8]>>(
+        &mut self,
+        store: &mut Store<B>,
+        now: u32,
+    ) {
+        self.invalidate(store);
+        let (tracker, cands) = (&mut self.tracker, &mut self.candidates);
+        store.drain_hits(|k| {
+            // The cheapest admission (a small text into a free way) bounds every other.
+            if admit(tracker.touch(k.hash), 0, None) {
+                cands.extend_from_slice(&k.hash.to_le_bytes());
+                cands.push(k.bytes.len() as u8);
+                cands.extend_from_slice(k.bytes);
+            }
+        });
+        if self.candidates.is_empty() {
+            return;
+        }
+        let cands = std::mem::take(&mut self.candidates);
+        let mut at = 0;
+        while at + 9 <= cands.len() {
+            let mut h = [0u8; 8];
+            h.copy_from_slice(&cands[at..at + 8]);
+            let n = usize::from(cands[at + 8]);
+            let end = (at + 9 + n).min(cands.len());
+            let key = Key {
+                bytes: &cands[at + 9..end],
+                hash: u64::from_le_bytes(h),
+            };
+            self.promote(store, key, now);
+            at = end;
+        }
+        self.candidates = cands;
+        self.candidates.clear();
+        // A re-check above may have removed an item that expired meanwhile.
+        self.invalidate(store);
+    }
+
+    /// `flush_all` arrived here: this shard's store applies it now (the caller does).
+    pub(crate) fn flush_applied(&mut self) {
+        self.flushes_applied += 1;
+    }
+
+    /// Copies `key`'s item into the HOT tables if it may be served from there and wins a slot;
+    /// then re-reads it and undoes the copy if the item moved meanwhile.
+    fn promote<B: AsRef<[u8]> + AsMut<[u8]>>(
+        &mut self,
+        store: &mut Store<B>,
+        key: Key<'_>,
+        now: u32,
+    ) {
+        let t = Arc::clone(&self.tables);
+        let flushes = t.flush_count();
+        if t.quiet(now) || flushes != self.flushes_applied {
+            return;
+        }
+        let Some(id) = store.peek(key, now) else {
+            return;
+        };
+        let it = store.view(id);
+        let h = it.header;
+        if h.iflag & NOT_SERVABLE != 0 || (h.exptime != 0 && h.exptime <= now + MIN_TTL_SECS) {
+            return;
+        }
+        let Some(expires_ns) = clock::expires_ns(h.exptime) else {
+            return;
+        };
+        if !encode(it.key, h.flags, it.value, h.cas, &mut self.text) {
+            return;
+        }
+        let est = self.tracker.estimate(key.hash);
+        let len = self.text.len();
+        if !admit(est, len, None) {
+            return;
+        }
+        let fill = Fill {
+            key: key.bytes,
+            hash: key.hash,
+            text: &self.text,
+            flags: h.flags,
+            version: h.cas,
+            expires_ns,
+        };
+        let tracker = &self.tracker;
+        let written = t.write(
+            &fill,
+            self.owner,
+            |victim_hash, hits| {
+                let estimate = tracker.estimate(victim_hash);
+                admit(est, len, Some(Victim { hits, estimate }))
+            },
+            &mut self.evicted,
+        );
+        if !written {
+            return;
+        }
+        store.mark_hot(key, now);
+        if !self.evicted.is_empty() {
+            store.unmark_hot(Key::new(&self.evicted), now);
+        }
+        // The item is this shard's and nothing else ran on this thread since it was read, but
+        // check anyway, and check for a flush another shard began meanwhile.
+        let current = store.peek(key, now).map(|id| store.view(id).header.cas);
+        if current != Some(h.cas) || t.flushed_since(flushes) {
+            t.invalidate(key.bytes, key.hash);
+            store.unmark_hot(key, now);
+            return;
+        }
+        self.promoted += 1;
+    }
+
+    /// The once-a-second scan of this shard's slots (a no-op if `now` has not moved on).
+    pub(crate) fn tick<B: AsRef<[u8]> + AsMut<[u8]>>(&mut self, store: &mut Store<B>, now: u32) {
+        if now == self.last_tick {
+            return;
+        }
+        self.last_tick = now;
+        let t = Arc::clone(&self.tables);
+        let now_ns = clock::monotonic_ns();
+        let epoch = t.epoch();
+        for n in 0..t.total_slots() {
+            let r = t.slot_at(n);
+            let (state, tag) = t.glance(r);
+            if state != SLOT_LIVE || !self.owner.owns_tag(tag) {
+                continue;
+            }
+            let Some(s) = t.read(r) else { continue };
+            if s.state != SLOT_LIVE || !self.owner.owns_tag(s.tag) {
+                continue;
+            }
+            let n = n as usize;
+            if s.seq != self.seen[n] {
+                // Refilled since the last scan: a fresh start.
+                self.seen[n] = s.seq;
+                self.idle[n] = 0;
+            }
+            let hits = t.take_hits(r);
+            let key = Key::new(s.key());
+            let dead = s.epoch != epoch || (s.expires_ns != 0 && s.expires_ns <= now_ns);
+            if hits > 0 && !dead {
+                self.idle[n] = 0;
+                store.hot_served(key, now);
+                continue;
+            }
+            self.idle[n] = self.idle[n].saturating_add(1);
+            if (dead || self.idle[n] >= IDLE_PERIODS) && t.demote(r, &s) {
+                store.unmark_hot(key, now);
+                self.demoted += 1;
+            }
+        }
+        // `hot_served` may have found an item expired and removed it.
+        self.invalidate(store);
+    }
+}
+
+#[cfg(test)]
+mod tests;
