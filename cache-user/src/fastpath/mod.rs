@@ -2,10 +2,45 @@
 //! keeps them coherent with the shards' stores.
 //!
 //! - [`loader`]: the program, its maps and their pins; [`allow`]: the UDP source allowlist.
-//! - [`HotTables`] ([`tables`], over [`table`]'s seqlock): the mmapped `HOT_SMALL`/`HOT_LARGE`.
+//! - [`HotTables`] (`tables.rs`, over `table.rs`'s seqlock): the mmapped `HOT_SMALL`/`HOT_LARGE`.
 //! - [`promote`]: per-shard promotion (tracker, admission) and the once-a-second demotion scan.
 //! - [`counters`]: the per-CPU counters for `stats` and `kcache xdp-stats`; [`pass`]: the
 //!   `kcache xdp-pass` helper for the test bed's peer interface.
+//!
+//! # Why XDP never serves a value older than an acknowledged write (invariant 1)
+//!
+//! Every key has one owner shard (`vbucket % shards`), and only that shard's thread changes its
+//! item, writes its HOT copy, or demotes it; other shards only ever fill free ways or ways
+//! holding their own keys (`Owner`). Take a write W of key K, acknowledged to some client.
+//!
+//! 1. *Invalidate before the reply.* The store marks an item whose copy is in the tables
+//!    (`ITEM_HOT`) and logs its key whenever the item changes or leaves memory (set family, cas,
+//!    incr/decr, touch/gat, delete, meta commands, expiry found lazily, eviction, page moves).
+//!    The owner shard drains that log into [`HotTables::invalidate`] right after every request
+//!    it runs against its store, before the reply bytes are queued to a socket or sent to
+//!    another shard (`engine::shard`'s `hot_after_request`). So by the time W's reply exists,
+//!    every slot holding K is `SLOT_EMPTY`, published with `seq = v + 2` (Release).
+//! 2. *XDP's seq re-check.* A packet XDP is answering from K's slot read `seq` even before
+//!    copying and re-reads it before `XDP_TX`. If the invalidation's claim (`seq` odd) happened
+//!    before that re-read, the re-check fails and the request goes up to user space, which
+//!    answers after W. If the re-read happened before the claim, the packet's reply left before
+//!    W was even applied (the claim precedes W's reply), so it is not "older than an
+//!    acknowledged write": W's acknowledgement was not yet sent.
+//! 3. *Promotion re-checks.* A promotion reads the item, encodes it, writes the slot, marks the
+//!    item HOT, and then re-reads the item's CAS; if the item is gone or its CAS moved, it
+//!    invalidates at once. Since the owner's thread does all of this between two requests, no
+//!    write to K can interleave; the re-check guards the reasoning rather than a race.
+//! 4. *flush_all.* The shard taking the command bumps a flush counter and empties every slot
+//!    before any store applies the flush and before its `OK` ([`HotTables::flush`]). A shard
+//!    promotes only while the counter equals the flushes its own store has applied, and re-checks
+//!    the counter after writing a slot (a SeqCst fence on both sides: either it sees the bump
+//!    and undoes its write, or the clearing pass sees its slot). A delayed flush also holds all
+//!    promotions until its time, when the store starts treating older items as dead.
+//! 5. *Expiry.* A slot carries the item's expiry on CLOCK_MONOTONIC, 10 ms early; items within a
+//!    second of expiring are not promoted.
+//!
+//! Items under a lease, tombstones, stale (`md … I`) items and lease placeholders are never
+//! promoted, so XDP only serves what a plain `get` would.
 pub(crate) mod allow;
 mod bpffs;
 mod clock;
