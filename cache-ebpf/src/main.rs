@@ -78,7 +78,7 @@ fn run(ctx: &XdpContext) -> Result<usize, u32> {
     // SAFETY: this CPU's scratch; XDP runs with preemption off, so nothing else touches it.
     let s = unsafe { &mut *s };
     let (out_len, sum, n) = keys::answer(ctx, &frame, &cfg, s)?;
-    reply::send(ctx, &frame, s, out_len, sum)?;
+    reply::send(ctx, s, out_len, sum)?;
     Ok(n)
 }
 

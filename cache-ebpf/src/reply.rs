@@ -9,56 +9,98 @@ use aya_ebpf::{
 use cache_abi::counter::{XDP_PASS_NO_ROOM, XDP_PASS_TRUNCATED};
 
 use crate::{
-    packet::Frame,
     scratch::{Scratch, HDR_MASK, OUT_MASK},
     slot::{combine, fold},
 };
 
 const TTL: u8 = 64;
 
-#[inline(always)]
-fn get16(s: &Scratch, at: usize) -> u16 {
-    u16::from_be_bytes([s.hdr[at & HDR_MASK], s.hdr[(at + 1) & HDR_MASK]])
-}
+/// The header copy with the IP header at the constant offset `L3`: every access below has a
+/// constant offset, so LLVM uses wide moves and the verifier needs no masks.
+struct Hdr<'a, const L3: usize>(&'a mut [u8; HDR_MASK + 9]);
 
-#[inline(always)]
-fn put16(s: &mut Scratch, at: usize, v: u16) {
-    let b = v.to_be_bytes();
-    s.hdr[at & HDR_MASK] = b[0];
-    s.hdr[(at + 1) & HDR_MASK] = b[1];
-}
-
-/// Swaps `len` bytes at `a` and `b` in the header copy.
-#[inline(always)]
-fn swap(s: &mut Scratch, a: usize, b: usize, len: usize) {
-    let mut i = 0;
-    while i < len {
-        s.hdr.swap((a + i) & HDR_MASK, (b + i) & HDR_MASK);
-        i += 1;
+impl<const L3: usize> Hdr<'_, L3> {
+    #[inline(always)]
+    fn get16(&self, at: usize) -> u16 {
+        u16::from_be_bytes([self.0[at], self.0[at + 1]])
     }
-}
 
-/// Ones' complement sum of `words` 16-bit words of the header copy from `at`.
-#[inline(always)]
-fn sum_words(s: &Scratch, at: usize, words: usize, mut acc: u32) -> u32 {
-    let mut i = 0;
-    while i < words {
-        acc = combine(acc, get16(s, at + 2 * i), false);
-        i += 1;
+    #[inline(always)]
+    fn put16(&mut self, at: usize, v: u16) {
+        self.0[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
-    acc
+
+    /// Swaps the `N` bytes at `a` with the `N` at `b`.
+    #[inline(always)]
+    fn swap<const N: usize>(&mut self, a: usize, b: usize) {
+        let mut x = [0u8; N];
+        let mut y = [0u8; N];
+        x.copy_from_slice(&self.0[a..a + N]);
+        y.copy_from_slice(&self.0[b..b + N]);
+        self.0[a..a + N].copy_from_slice(&y);
+        self.0[b..b + N].copy_from_slice(&x);
+    }
+
+    /// Ones' complement sum of `words` 16-bit words from `at`.
+    #[inline(always)]
+    fn sum(&self, at: usize, words: usize, mut acc: u32) -> u32 {
+        let mut i = 0;
+        while i < words {
+            acc = combine(acc, self.get16(at + 2 * i), false);
+            i += 1;
+        }
+        acc
+    }
+
+    /// Turns the request's headers into the answer's for a payload of `out_len` bytes whose
+    /// ones' complement sum is `sum`; returns the header length.
+    #[inline(always)]
+    fn answer<const V6: bool>(&mut self, out_len: usize, sum: u32) -> usize {
+        let l4 = L3 + if V6 { 40 } else { 20 };
+        let udp_len = (8 + out_len) as u16;
+        self.swap::<6>(0, 6);
+        let mut csum = sum;
+        if V6 {
+            self.put16(L3 + 4, udp_len);
+            self.0[L3 + 7] = TTL;
+            self.swap::<16>(L3 + 8, L3 + 24);
+            csum = self.sum(L3 + 8, 16, csum);
+        } else {
+            self.put16(L3 + 2, 20 + udp_len);
+            self.0[L3 + 8] = TTL;
+            self.swap::<4>(L3 + 12, L3 + 16);
+            self.put16(L3 + 10, 0);
+            let ip = !fold(self.sum(L3, 10, 0));
+            self.put16(L3 + 10, ip);
+            csum = self.sum(L3 + 12, 4, csum);
+        }
+        // Pseudo-header protocol and length, then the UDP header (checksum field zero).
+        self.swap::<2>(l4, l4 + 2);
+        self.put16(l4 + 4, udp_len);
+        self.put16(l4 + 6, 0);
+        csum = combine(csum, 17, false);
+        csum = combine(csum, udp_len, false);
+        csum = self.sum(l4, 4, csum);
+        let c = match !fold(csum) {
+            0 => 0xffff,
+            c => c,
+        };
+        self.put16(l4 + 6, c);
+        l4 + 8
+    }
 }
 
 /// Rewrites the packet into the answer of `out_len` bytes whose payload sum is `sum`.
 #[inline(always)]
 pub fn send(
     ctx: &XdpContext,
-    frame: &Frame,
     s: &mut Scratch,
     out_len: usize,
     sum: u32,
 ) -> Result<(), u32> {
-    let hdr_len = frame.payload;
+    // The shape comes back from memory, not from `frame`: see `Walk::vlan`.
+    let (vlan, v6) = (s.walk.vlan != 0, s.walk.v6 != 0);
+    let hdr_len = 14 + 4 * vlan as usize + if v6 { 40 } else { 20 } + 8;
     if hdr_len > 66 || out_len > OUT_MASK {
         return Err(XDP_PASS_TRUNCATED);
     }
@@ -69,37 +111,12 @@ pub fn send(
     if r != 0 {
         return Err(XDP_PASS_TRUNCATED);
     }
-    let l3 = frame.l3;
-    let l4 = hdr_len - 8;
-    let udp_len = (8 + out_len) as u16;
-    swap(s, 0, 6, 6);
-    let mut csum = sum;
-    if frame.v6 {
-        put16(s, l3 + 4, udp_len);
-        s.hdr[(l3 + 7) & HDR_MASK] = TTL;
-        swap(s, l3 + 8, l3 + 24, 16);
-        csum = sum_words(s, l3 + 8, 16, csum);
-    } else {
-        put16(s, l3 + 2, 20 + udp_len);
-        s.hdr[(l3 + 8) & HDR_MASK] = TTL;
-        swap(s, l3 + 12, l3 + 16, 4);
-        put16(s, l3 + 10, 0);
-        let ip = !fold(sum_words(s, l3, 10, 0));
-        put16(s, l3 + 10, ip);
-        csum = sum_words(s, l3 + 12, 4, csum);
-    }
-    // Pseudo-header protocol and length, then the UDP header itself (checksum field zero).
-    swap(s, l4, l4 + 2, 2);
-    put16(s, l4 + 4, udp_len);
-    put16(s, l4 + 6, 0);
-    csum = combine(csum, 17, false);
-    csum = combine(csum, udp_len, false);
-    csum = sum_words(s, l4, 4, csum);
-    let mut c = !fold(csum);
-    if c == 0 {
-        c = 0xffff;
-    }
-    put16(s, l4 + 6, c);
+    let hdr_len = match (vlan, v6) {
+        (false, false) => Hdr::<14>(&mut s.hdr).answer::<false>(out_len, sum),
+        (false, true) => Hdr::<14>(&mut s.hdr).answer::<true>(out_len, sum),
+        (true, false) => Hdr::<18>(&mut s.hdr).answer::<false>(out_len, sum),
+        (true, true) => Hdr::<18>(&mut s.hdr).answer::<true>(out_len, sum),
+    };
     resize(ctx, (hdr_len + out_len) as isize)?;
     // SAFETY: source ranges are inside `hdr` (<= 66 of 136) and `out` (<= 2047 of 4096); the
     // helper checks the packet side.

@@ -1,9 +1,9 @@
 //! Per-CPU working memory: the BPF stack has 512 bytes, a request and its answer need more.
 //!
 //! ```text
-//!  0                      2056                     6152           6288        6384
+//!  0                      2056                     6152           6288        6400
 //!  +----------------------+------------------------+--------------+-----------+
-//!  | req [u8; 2056]       | out [u8; 4096]         | hdr [u8;136] | walk (96) |
+//!  | req [u8; 2056]       | out [u8; 4096]         | hdr [u8;136] | walk(112) |
 //!  +----------------------+------------------------+--------------+-----------+
 //! ```
 //!
@@ -53,6 +53,10 @@ pub struct Walk {
     pub key_at: u64,
     pub key_len: u64,
     pub key_hash: u64,
+    /// The frame's shape, for the reply: 1 if it has a VLAN tag, 1 if IPv6. Kept here rather
+    /// than in registers so the verifier checks the walk once, not once per shape.
+    pub vlan: u64,
+    pub v6: u64,
 }
 
 impl Scratch {

@@ -12,6 +12,7 @@ pub mod kcache;
 pub mod reply;
 pub mod server;
 pub mod target;
+pub mod testbed;
 pub mod tools;
 pub mod udp;
 pub mod xdp;

@@ -65,7 +65,12 @@ pub struct Udp {
 impl Udp {
     /// A socket on 127.0.0.1 connected to `server` (so only its datagrams arrive).
     pub fn connect(server: SocketAddr) -> Result<Udp> {
-        let sock = UdpSocket::bind("127.0.0.1:0").context("binding a UDP socket")?;
+        Udp::connect_from("127.0.0.1:0".parse()?, server)
+    }
+
+    /// A socket bound to `local` (port 0 = any) connected to `server`.
+    pub fn connect_from(local: SocketAddr, server: SocketAddr) -> Result<Udp> {
+        let sock = UdpSocket::bind(local).with_context(|| format!("binding UDP to {local}"))?;
         sock.connect(server)
             .with_context(|| format!("connecting UDP to {server}"))?;
         Ok(Udp { sock, next_id: 1 })

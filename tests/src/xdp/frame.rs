@@ -118,20 +118,36 @@ pub fn answer(f: &[u8]) -> Result<Answer, String> {
                 return Err(format!("IPv4 total {total} but frame has {}", f.len() - l3));
             }
             let ok = fold(sum(&f[l3..l3 + 20], 0)) == 0xffff;
-            (f[l3 + 12..l3 + 16].to_vec(), f[l3 + 16..l3 + 20].to_vec(), l3 + 20, ok)
+            (
+                f[l3 + 12..l3 + 16].to_vec(),
+                f[l3 + 16..l3 + 20].to_vec(),
+                l3 + 20,
+                ok,
+            )
         }
         0x86dd => {
             let plen = be(l3 + 4) as usize;
             if l3 + 40 + plen != f.len() {
-                return Err(format!("IPv6 payload {plen} but frame has {}", f.len() - l3 - 40));
+                return Err(format!(
+                    "IPv6 payload {plen} but frame has {}",
+                    f.len() - l3 - 40
+                ));
             }
-            (f[l3 + 8..l3 + 24].to_vec(), f[l3 + 24..l3 + 40].to_vec(), l3 + 40, true)
+            (
+                f[l3 + 8..l3 + 24].to_vec(),
+                f[l3 + 24..l3 + 40].to_vec(),
+                l3 + 40,
+                true,
+            )
         }
         p => return Err(format!("ethertype {p:#x}")),
     };
     let udp_len = be(l4 + 4) as usize;
     if l4 + udp_len != f.len() {
-        return Err(format!("UDP length {udp_len} but frame has {}", f.len() - l4));
+        return Err(format!(
+            "UDP length {udp_len} but frame has {}",
+            f.len() - l4
+        ));
     }
     let udp = &f[l4..];
     let c = be(l4 + 6);

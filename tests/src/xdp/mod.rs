@@ -21,7 +21,10 @@ use cache_abi::{
     counter::COUNTERS_LEN, AllowKey, BucketEntry, HotSlot, LargeSlot, SmallSlot, XdpConfig,
     CFG_ALLOWLIST, HOT_WAYS, LAYOUT_VERSION, SLOT_LIVE, VBUCKETS,
 };
-use cache_core::{bucket::khash, hot::{encode, HotText}};
+use cache_core::{
+    bucket::khash,
+    hot::{encode, HotText},
+};
 
 /// Slots per table in tests: small tables keep loading fast.
 pub const TEST_SLOTS: u32 = 1024;
@@ -36,7 +39,8 @@ pub fn object_path() -> PathBuf {
     if let Some(p) = std::env::var_os("KCACHE_XDP_OBJ") {
         return p.into();
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ebpf/bpfel-unknown-none/release/cache-ebpf")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/ebpf/bpfel-unknown-none/release/cache-ebpf")
 }
 
 /// Fails unless this process may load BPF programs.
@@ -51,6 +55,8 @@ pub fn require_root() -> Result<()> {
 pub struct Prog {
     pub ebpf: Ebpf,
     fd: i32,
+    /// `kcache_pass`, the do-nothing program: the baseline of a cost measurement.
+    pass_fd: i32,
     pub config: XdpConfig,
 }
 
@@ -76,10 +82,16 @@ impl Prog {
         require_root()?;
         let path = object_path();
         let bytes = std::fs::read(&path).with_context(|| {
-            format!("reading the XDP object {} (build it with `cargo xtask ebpf`)", path.display())
+            format!(
+                "reading the XDP object {} (build it with `cargo xtask ebpf`)",
+                path.display()
+            )
         })?;
         if bytes.is_empty() {
-            bail!("{} is empty: build it with `cargo xtask ebpf`", path.display());
+            bail!(
+                "{} is empty: build it with `cargo xtask ebpf`",
+                path.display()
+            );
         }
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("HOT_SMALL", TEST_SLOTS)
@@ -92,6 +104,12 @@ impl Prog {
             .try_into()?;
         prog.load().context("verifier refused kcache_xdp")?;
         let fd = prog.fd()?.as_fd().as_raw_fd();
+        let pass: &mut Xdp = ebpf
+            .program_mut("kcache_pass")
+            .context("no kcache_pass program")?
+            .try_into()?;
+        pass.load().context("verifier refused kcache_pass")?;
+        let pass_fd = pass.fd()?.as_fd().as_raw_fd();
         let sets = TEST_SLOTS / HOT_WAYS;
         let config = XdpConfig {
             layout: LAYOUT_VERSION,
@@ -104,7 +122,12 @@ impl Prog {
             epoch: 1,
             _pad: 0,
         };
-        let mut p = Prog { ebpf, fd, config };
+        let mut p = Prog {
+            ebpf,
+            fd,
+            pass_fd,
+            config,
+        };
         p.set_config(config)?;
         p.set_buckets(|_| BucketEntry { owner: 0, epoch: 1 })?;
         let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> =
@@ -201,9 +224,18 @@ impl Prog {
 
     /// Runs `packet` through the program `repeat` times (the output is the last run's).
     pub fn run(&self, packet: &[u8], repeat: u32) -> Result<Run> {
+        self.run_fd(self.fd, packet, repeat)
+    }
+
+    /// [`Prog::run`] with the do-nothing `kcache_pass` program.
+    pub fn run_pass(&self, packet: &[u8], repeat: u32) -> Result<Run> {
+        self.run_fd(self.pass_fd, packet, repeat)
+    }
+
+    fn run_fd(&self, fd: i32, packet: &[u8], repeat: u32) -> Result<Run> {
         let mut out = vec![0u8; 4096];
         let mut attr = TestRunAttr {
-            prog_fd: self.fd as u32,
+            prog_fd: fd as u32,
             data_size_in: packet.len() as u32,
             data_size_out: out.len() as u32,
             data_in: packet.as_ptr() as u64,
@@ -235,8 +267,12 @@ impl Prog {
 
     /// The kernel's run-time statistics of the program (total time, runs); only counted while
     /// the fd of [`aya::sys::enable_stats`] is open.
-    pub fn run_stats(&self) -> Result<(std::time::Duration, u64)> {
-        let prog: &Xdp = self.ebpf.program("kcache_xdp").context("no kcache_xdp")?.try_into()?;
+    pub fn run_stats(&self, name: &str) -> Result<(std::time::Duration, u64)> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(name)
+            .context("no such program")?
+            .try_into()?;
         let info = prog.info()?;
         Ok((info.run_time(), info.run_count()))
     }
