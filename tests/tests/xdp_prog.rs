@@ -1,6 +1,10 @@
 //! The XDP program under `BPF_PROG_TEST_RUN`: every parsing case of issue 5, answers checked
 //! byte for byte (with independently computed checksums), passes checked to leave the packet
 //! untouched, and each case's counter. Needs root and `cargo xtask ebpf`.
+#![expect(
+    clippy::expect_used,
+    reason = "table-style cases: a failed setup step or test run is the test failing, with its message"
+)]
 
 use cache_abi::{counter::*, AllowKey};
 use kcache_tests::xdp::{

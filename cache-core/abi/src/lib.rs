@@ -34,7 +34,7 @@ pub use hot::{
 pub const LAYOUT_VERSION: u32 = 2;
 
 /// Most keys one `get` may name and still be answered in XDP; more go up to user space.
-pub const XDP_KEYS_MAX: usize = 32;
+pub const XDP_KEYS_MAX: usize = 24;
 
 /// memcached's UDP frame header: request id, sequence number, datagram count, reserved.
 pub const FRAME_HEADER_LEN: usize = 8;
