@@ -143,6 +143,14 @@ fn down_quietly() -> Result<bool> {
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     let mut any = false;
+    // The pass program's link pin (kcache xdp-pass's default path): with the namespace gone the
+    // link is dead, but the pin file would stay in the host's bpffs.
+    let pin = format!("/sys/fs/bpf/kcache-pass-{}-{}", CLIENT.netns, CLIENT.iface);
+    if std::path::Path::new(&pin).exists() {
+        std::fs::remove_file(&pin).with_context(|| format!("removing {pin}"))?;
+        println!("removed {pin}");
+        any = true;
+    }
     for end in [SERVER, CLIENT] {
         if present.contains(&end.netns) {
             ip(&["netns", "del", end.netns])?;
