@@ -1,9 +1,16 @@
-//! Turns the request packet into the answer: headers swapped and resized, checksums set, the
+//! Turns the request packet into the answer: headers swapped, lengths and checksums set, the
 //! answer from scratch written in. Called only once every key hit, so a failure before the
 //! first write leaves the request intact for user space.
+//!
+//! Two ways to make room. Usually the frame's tail can grow (or must shrink): then the headers
+//! stay where they are and are rewritten in place in the packet, and one helper call writes the
+//! payload. On a native veth the tail has almost no room (FACTS.md), so the frame grows at the
+//! head instead: the headers are copied out, rewritten, and written back at the new start.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::generated::{
+        bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+    },
     programs::XdpContext,
 };
 use cache_abi::counter::{XDP_PASS_NO_ROOM, XDP_PASS_TRUNCATED};
@@ -15,30 +22,43 @@ use crate::{
 
 const TTL: u8 = 64;
 
-/// The header copy with the IP header at the constant offset `L3`: every access below has a
-/// constant offset, so LLVM uses wide moves and the verifier needs no masks.
-struct Hdr<'a, const L3: usize>(&'a mut [u8; HDR_MASK + 9]);
+/// Headers at `p` with the IP header at the constant offset `L3`: every access has a constant
+/// offset, so LLVM uses wide moves and the verifier checks them against one bound.
+struct Hdr<const L3: usize>(*mut u8);
 
-impl<const L3: usize> Hdr<'_, L3> {
+impl<const L3: usize> Hdr<L3> {
     #[inline(always)]
     fn get16(&self, at: usize) -> u16 {
-        u16::from_be_bytes([self.0[at], self.0[at + 1]])
+        // SAFETY: `answer`'s caller guarantees `l4 + 8` bytes at `p`; `at + 2` stays below it.
+        unsafe { u16::from_be_bytes([*self.0.add(at), *self.0.add(at + 1)]) }
     }
 
     #[inline(always)]
     fn put16(&mut self, at: usize, v: u16) {
-        self.0[at..at + 2].copy_from_slice(&v.to_be_bytes());
+        let b = v.to_be_bytes();
+        // SAFETY: as in `get16`.
+        unsafe {
+            *self.0.add(at) = b[0];
+            *self.0.add(at + 1) = b[1];
+        }
     }
 
-    /// Swaps the `N` bytes at `a` with the `N` at `b`.
+    #[inline(always)]
+    fn put8(&mut self, at: usize, v: u8) {
+        // SAFETY: as in `get16`.
+        unsafe { *self.0.add(at) = v };
+    }
+
+    /// Swaps the `N` bytes at `a` with the `N` at `b` (disjoint).
     #[inline(always)]
     fn swap<const N: usize>(&mut self, a: usize, b: usize) {
-        let mut x = [0u8; N];
-        let mut y = [0u8; N];
-        x.copy_from_slice(&self.0[a..a + N]);
-        y.copy_from_slice(&self.0[b..b + N]);
-        self.0[a..a + N].copy_from_slice(&y);
-        self.0[b..b + N].copy_from_slice(&x);
+        // SAFETY: as in `get16`; the ranges do not overlap.
+        unsafe {
+            let (pa, pb) = (self.0.add(a) as *mut [u8; N], self.0.add(b) as *mut [u8; N]);
+            let x = core::ptr::read_unaligned(pa);
+            core::ptr::write_unaligned(pa, core::ptr::read_unaligned(pb));
+            core::ptr::write_unaligned(pb, x);
+        }
     }
 
     /// Ones' complement sum of `words` 16-bit words from `at`.
@@ -52,22 +72,30 @@ impl<const L3: usize> Hdr<'_, L3> {
         acc
     }
 
+    /// Bytes of Ethernet + IP + UDP header.
+    const fn len(v6: bool) -> usize {
+        L3 + if v6 { 40 } else { 20 } + 8
+    }
+
     /// Turns the request's headers into the answer's for a payload of `out_len` bytes whose
-    /// ones' complement sum is `sum`; returns the header length.
+    /// ones' complement sum is `sum`.
+    ///
+    /// # Safety
+    /// `Self::len(V6)` bytes at the pointer must be writable.
     #[inline(always)]
-    fn answer<const V6: bool>(&mut self, out_len: usize, sum: u32) -> usize {
-        let l4 = L3 + if V6 { 40 } else { 20 };
+    unsafe fn answer<const V6: bool>(&mut self, out_len: usize, sum: u32) {
+        let l4 = Self::len(V6) - 8;
         let udp_len = (8 + out_len) as u16;
         self.swap::<6>(0, 6);
         let mut csum = sum;
         if V6 {
             self.put16(L3 + 4, udp_len);
-            self.0[L3 + 7] = TTL;
+            self.put8(L3 + 7, TTL);
             self.swap::<16>(L3 + 8, L3 + 24);
             csum = self.sum(L3 + 8, 16, csum);
         } else {
             self.put16(L3 + 2, 20 + udp_len);
-            self.0[L3 + 8] = TTL;
+            self.put8(L3 + 8, TTL);
             self.swap::<4>(L3 + 12, L3 + 16);
             self.put16(L3 + 10, 0);
             let ip = !fold(self.sum(L3, 10, 0));
@@ -86,24 +114,79 @@ impl<const L3: usize> Hdr<'_, L3> {
             c => c,
         };
         self.put16(l4 + 6, c);
-        l4 + 8
     }
+}
+
+/// Rewrites the headers of one shape in place in the packet (bounds-checked here).
+#[inline(always)]
+fn in_place<const L3: usize, const V6: bool>(
+    ctx: &XdpContext,
+    out_len: usize,
+    sum: u32,
+) -> Result<(), u32> {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + Hdr::<L3>::len(V6) > end {
+        return Err(XDP_PASS_NO_ROOM);
+    }
+    // SAFETY: the packet holds the header's bytes (checked just above).
+    unsafe { Hdr::<L3>(start as *mut u8).answer::<V6>(out_len, sum) };
+    Ok(())
 }
 
 /// Rewrites the packet into the answer of `out_len` bytes whose payload sum is `sum`.
 #[inline(always)]
-pub fn send(
-    ctx: &XdpContext,
-    s: &mut Scratch,
-    out_len: usize,
-    sum: u32,
-) -> Result<(), u32> {
+pub fn send(ctx: &XdpContext, s: &mut Scratch, out_len: usize, sum: u32) -> Result<(), u32> {
     // The shape comes back from memory, not from `frame`: see `Walk::vlan`.
     let (vlan, v6) = (s.walk.vlan != 0, s.walk.v6 != 0);
     let hdr_len = 14 + 4 * vlan as usize + if v6 { 40 } else { 20 } + 8;
     if hdr_len > 66 || out_len > OUT_MASK {
         return Err(XDP_PASS_TRUNCATED);
     }
+    let delta = (hdr_len + out_len) as isize - (ctx.data_end() - ctx.data()) as isize;
+    // SAFETY: resizing the packet; every packet pointer below is derived from ctx afterwards.
+    let tail_ok = delta == 0 || unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } == 0;
+    if tail_ok {
+        match (vlan, v6) {
+            (false, false) => in_place::<14, false>(ctx, out_len, sum)?,
+            (false, true) => in_place::<14, true>(ctx, out_len, sum)?,
+            (true, false) => in_place::<18, false>(ctx, out_len, sum)?,
+            (true, true) => in_place::<18, true>(ctx, out_len, sum)?,
+        }
+    } else {
+        if delta < 0 {
+            return Err(XDP_PASS_NO_ROOM);
+        }
+        grow_at_head(ctx, s, hdr_len, delta, vlan, v6, out_len, sum)?;
+    }
+    // SAFETY: the source range is inside `out` (<= 2047 of 4096); the helper checks the packet.
+    let r = unsafe {
+        bpf_xdp_store_bytes(
+            ctx.ctx,
+            (hdr_len & HDR_MASK) as u32,
+            s.out.as_mut_ptr().cast(),
+            (out_len & OUT_MASK) as u32,
+        )
+    };
+    if r != 0 {
+        // The packet was already resized: it can no longer go up as it came.
+        return Err(XDP_PASS_NO_ROOM);
+    }
+    Ok(())
+}
+
+/// The head-growth path: headers copied to scratch, rewritten, written at the new start.
+#[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "one call site, all plain values")]
+fn grow_at_head(
+    ctx: &XdpContext,
+    s: &mut Scratch,
+    hdr_len: usize,
+    delta: isize,
+    vlan: bool,
+    v6: bool,
+    out_len: usize,
+    sum: u32,
+) -> Result<(), u32> {
     // SAFETY: `hdr` holds 136 bytes and `hdr_len` is at most 66.
     let r = unsafe {
         bpf_xdp_load_bytes(ctx.ctx, 0, s.hdr.as_mut_ptr().cast(), (hdr_len & HDR_MASK) as u32)
@@ -111,50 +194,23 @@ pub fn send(
     if r != 0 {
         return Err(XDP_PASS_TRUNCATED);
     }
-    let hdr_len = match (vlan, v6) {
-        (false, false) => Hdr::<14>(&mut s.hdr).answer::<false>(out_len, sum),
-        (false, true) => Hdr::<14>(&mut s.hdr).answer::<true>(out_len, sum),
-        (true, false) => Hdr::<18>(&mut s.hdr).answer::<false>(out_len, sum),
-        (true, true) => Hdr::<18>(&mut s.hdr).answer::<true>(out_len, sum),
-    };
-    resize(ctx, (hdr_len + out_len) as isize)?;
-    // SAFETY: source ranges are inside `hdr` (<= 66 of 136) and `out` (<= 2047 of 4096); the
-    // helper checks the packet side.
+    let h = s.hdr.as_mut_ptr();
+    // SAFETY: `hdr` has 136 bytes, more than any header (66).
     unsafe {
-        if bpf_xdp_store_bytes(ctx.ctx, 0, s.hdr.as_mut_ptr().cast(), (hdr_len & HDR_MASK) as u32)
-            != 0
-            || bpf_xdp_store_bytes(
-                ctx.ctx,
-                (hdr_len & HDR_MASK) as u32,
-                s.out.as_mut_ptr().cast(),
-                (out_len & OUT_MASK) as u32,
-            ) != 0
-        {
-            // The packet was already resized: it can no longer go up as it came.
-            return Err(XDP_PASS_NO_ROOM);
+        match (vlan, v6) {
+            (false, false) => Hdr::<14>(h).answer::<false>(out_len, sum),
+            (false, true) => Hdr::<14>(h).answer::<true>(out_len, sum),
+            (true, false) => Hdr::<18>(h).answer::<false>(out_len, sum),
+            (true, true) => Hdr::<18>(h).answer::<true>(out_len, sum),
         }
     }
-    Ok(())
-}
-
-/// Makes the frame `target` bytes long: grows at the tail, else at the head (native veth has
-/// almost no tailroom but 256 bytes of headroom), shrinks at the tail.
-#[inline(always)]
-fn resize(ctx: &XdpContext, target: isize) -> Result<(), u32> {
-    let delta = target - (ctx.data_end() - ctx.data()) as isize;
-    if delta == 0 {
-        return Ok(());
-    }
-    // SAFETY: adjusting the packet; all packet pointers are re-derived from ctx afterwards.
+    // SAFETY: as above; nothing in the packet is touched before the head moves.
     unsafe {
-        if delta < 0 || bpf_xdp_adjust_tail(ctx.ctx, delta as i32) != 0 {
-            if delta < 0 {
-                if bpf_xdp_adjust_tail(ctx.ctx, delta as i32) != 0 {
-                    return Err(XDP_PASS_NO_ROOM);
-                }
-            } else if bpf_xdp_adjust_head(ctx.ctx, -(delta as i32)) != 0 {
-                return Err(XDP_PASS_NO_ROOM);
-            }
+        if bpf_xdp_adjust_head(ctx.ctx, -(delta as i32)) != 0 {
+            return Err(XDP_PASS_NO_ROOM);
+        }
+        if bpf_xdp_store_bytes(ctx.ctx, 0, h.cast(), (hdr_len & HDR_MASK) as u32) != 0 {
+            return Err(XDP_PASS_NO_ROOM);
         }
     }
     Ok(())
