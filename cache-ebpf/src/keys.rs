@@ -79,7 +79,7 @@ pub fn answer(
         return Err(XDP_PASS_NOT_GET);
     };
     let mtu = if frame.v6 { MTU_PAYLOAD_V6 } else { MTU_PAYLOAD_V4 };
-    s.walk = Walk {
+    s.walk.start(Walk {
         pos: pos as u64,
         line: line as u64,
         cas: cas as u64,
@@ -94,7 +94,7 @@ pub fn answer(
         key_hash: 0,
         vlan: (frame.l3 == 18) as u64,
         v6: frame.v6 as u64,
-    };
+    });
     // The keys are walked by bpf_loop so the verifier checks one key's work once, not once per
     // possible key (plain loops over 24 keys x 2 tables x 4 ways exceed its 1M-instruction budget).
     // SAFETY: `step` matches bpf_loop's callback signature and ignores its context argument.

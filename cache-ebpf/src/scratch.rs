@@ -59,6 +59,32 @@ pub struct Walk {
     pub v6: u64,
 }
 
+impl Walk {
+    /// Sets every field to `w`'s, one store each. A plain struct assignment lets LLVM merge the
+    /// run of zero fields into a `memset` call, which on BPF is a byte-at-a-time subprogram:
+    /// measured at a third of a hit's cost before this.
+    #[inline(always)]
+    pub fn start(&mut self, w: Walk) {
+        // SAFETY: plain u64 fields of this CPU's scratch.
+        unsafe {
+            core::ptr::write_volatile(&mut self.pos, w.pos);
+            core::ptr::write_volatile(&mut self.line, w.line);
+            core::ptr::write_volatile(&mut self.cas, w.cas);
+            core::ptr::write_volatile(&mut self.cap, w.cap);
+            core::ptr::write_volatile(&mut self.o, w.o);
+            core::ptr::write_volatile(&mut self.sum, w.sum);
+            core::ptr::write_volatile(&mut self.now, w.now);
+            core::ptr::write_volatile(&mut self.n, w.n);
+            core::ptr::write_volatile(&mut self.err, w.err);
+            core::ptr::write_volatile(&mut self.key_at, w.key_at);
+            core::ptr::write_volatile(&mut self.key_len, w.key_len);
+            core::ptr::write_volatile(&mut self.key_hash, w.key_hash);
+            core::ptr::write_volatile(&mut self.vlan, w.vlan);
+            core::ptr::write_volatile(&mut self.v6, w.v6);
+        }
+    }
+}
+
 impl Scratch {
     /// The current key's length, 1..=250, read from memory (not a register the verifier has
     /// been narrowing).
