@@ -82,3 +82,28 @@ pub(crate) fn run(name: &str, cmd: &mut Command) -> Result<()> {
 pub(crate) fn cargo(name: &str, args: &[&str]) -> Result<()> {
     run(name, &mut cargo_cmd(args))
 }
+
+/// Builds the `kcache` binary (release or debug, with the XDP object embedded: callers build
+/// that first) and returns its path.
+pub(crate) fn build_kcache(release: bool) -> Result<std::path::PathBuf> {
+    let mut args = vec!["build"];
+    if release {
+        args.push("--release");
+    }
+    args.extend(["-p", "cache-user", "--bin", "kcache"]);
+    let what = if release {
+        "build kcache (release)"
+    } else {
+        "build kcache"
+    };
+    cargo(what, &args)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| "target".into(), std::path::PathBuf::from);
+    let bin = std::env::current_dir()
+        .context("reading the current directory")?
+        .join(target)
+        .join(if release { "release" } else { "debug" })
+        .join("kcache");
+    anyhow::ensure!(bin.is_file(), "{} missing after the build", bin.display());
+    Ok(bin)
+}

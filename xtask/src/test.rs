@@ -3,12 +3,12 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
     time::Instant,
 };
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{ebpf, fuzz, step, tools};
 
@@ -60,7 +60,7 @@ pub(crate) fn run(fuzz_seconds: u32) -> Result<()> {
             "warnings",
         ],
     )?;
-    let kcache = build_kcache()?;
+    let kcache = step::build_kcache(false)?;
     let counts = cargo_test(&kcache)?;
     if fuzz_seconds == 0 {
         println!("\n== fuzz: skipped (--fuzz-seconds 0) ==");
@@ -73,23 +73,6 @@ pub(crate) fn run(fuzz_seconds: u32) -> Result<()> {
         counts.passed, counts.failed, counts.ignored
     );
     Ok(())
-}
-
-/// Builds the server the integration tests start, and returns its path.
-fn build_kcache() -> Result<PathBuf> {
-    step::cargo(
-        "build kcache",
-        &["build", "-p", "cache-user", "--bin", "kcache"],
-    )?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
-    let bin = std::env::current_dir()
-        .context("reading the current directory")?
-        .join(target)
-        .join("debug")
-        .join("kcache");
-    ensure!(bin.is_file(), "{} missing after the build", bin.display());
-    Ok(bin)
 }
 
 /// Runs `cargo test --workspace` against `kcache` (the integration tests read `KCACHE_BIN`, so

@@ -19,7 +19,7 @@
 //! xtask commands.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
 };
 
@@ -74,7 +74,7 @@ pub(crate) fn run(action: Action) -> Result<()> {
         Action::Up => {
             tools::ensure_build()?;
             ebpf::build()?;
-            let kcache = build_kcache()?;
+            let kcache = step::build_kcache(true)?;
             up(&kcache)
         }
         Action::Down => down(),
@@ -240,23 +240,6 @@ fn ping() -> Result<()> {
         println!("{}", out.lines().rev().nth(1).unwrap_or_default());
     }
     Ok(())
-}
-
-/// The release kcache, built with the XDP object embedded.
-fn build_kcache() -> Result<PathBuf> {
-    step::cargo(
-        "build kcache (release)",
-        &["build", "--release", "-p", "cache-user", "--bin", "kcache"],
-    )?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
-    let bin = std::env::current_dir()
-        .context("reading the current directory")?
-        .join(target)
-        .join("release")
-        .join("kcache");
-    ensure!(bin.is_file(), "{} missing after the build", bin.display());
-    Ok(bin)
 }
 
 /// `ip <args>`, echoed.

@@ -187,19 +187,29 @@ fn components(wanted: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn cargo_fuzz() -> Result<()> {
-    let bin = PathBuf::from(TOOLS_ROOT).join("bin").join("cargo-fuzz");
-    let want = format!("cargo-fuzz {CARGO_FUZZ_VERSION}");
-    let have = Command::new(&bin).arg("--version").output().ok();
-    let have = have.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    if have.as_deref() == Some(want.as_str()) {
+/// Whether `bin --version` prints exactly `want` (a tool in `.tools/bin`); says which.
+pub(crate) fn installed(bin: &Path, want: &str) -> bool {
+    let have = Command::new(bin).arg("--version").output().ok();
+    let have = have
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if have.as_deref() == Some(want) {
         println!("{want}: installed in {TOOLS_ROOT}/bin");
-        return Ok(());
+        return true;
     }
     println!(
         "installing {want} into {TOOLS_ROOT}/ (found: {})",
         have.as_deref().unwrap_or("none")
     );
+    false
+}
+
+fn cargo_fuzz() -> Result<()> {
+    let bin = PathBuf::from(TOOLS_ROOT).join("bin").join("cargo-fuzz");
+    let want = format!("cargo-fuzz {CARGO_FUZZ_VERSION}");
+    if installed(&bin, &want) {
+        return Ok(());
+    }
     let start = Instant::now();
     let mut cmd = step::cargo_cmd(&[
         "install",

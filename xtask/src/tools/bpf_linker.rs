@@ -30,18 +30,9 @@ pub(crate) fn path() -> PathBuf {
 /// removed the libLLVM it was linked to makes `--version` fail, which reinstalls it).
 pub(super) fn ensure() -> Result<()> {
     let want = format!("bpf-linker {VERSION}");
-    let have = Command::new(path()).arg("--version").output().ok();
-    let have = have
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    if have.as_deref() == Some(want.as_str()) {
-        println!("{want}: installed in {TOOLS_ROOT}/bin");
+    if super::installed(&path(), &want) {
         return Ok(());
     }
-    println!(
-        "installing {want} into {TOOLS_ROOT}/ (found: {})",
-        have.as_deref().unwrap_or("none")
-    );
     let start = Instant::now();
     let sysroot = rustc(&["--print", "sysroot"])?;
     let lib = Path::new(sysroot.trim()).join("lib");
