@@ -94,6 +94,7 @@ pub fn answer(
         key_hash: 0,
         vlan: (frame.l3 == 18) as u64,
         v6: frame.v6 as u64,
+        tick: 0,
     });
     // The keys are walked by bpf_loop so the verifier checks one key's work once, not once per
     // possible key (plain loops over 24 keys x 2 tables x 4 ways exceed its 1M-instruction budget).

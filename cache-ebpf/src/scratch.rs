@@ -1,9 +1,9 @@
 //! Per-CPU working memory: the BPF stack has 512 bytes, a request and its answer need more.
 //!
 //! ```text
-//!  0                      2056                     6152           6288        6400
+//!  0                      2056                     6152           6288        6408
 //!  +----------------------+------------------------+--------------+-----------+
-//!  | req [u8; 2056]       | out [u8; 4096]         | hdr [u8;136] | walk(112) |
+//!  | req [u8; 2056]       | out [u8; 4096]         | hdr [u8;136] | walk(120) |
 //!  +----------------------+------------------------+--------------+-----------+
 //! ```
 //!
@@ -57,6 +57,8 @@ pub struct Walk {
     /// than in registers so the verifier checks the walk once, not once per shape.
     pub vlan: u64,
     pub v6: u64,
+    /// Keys answered on this CPU, for sampling slot hit counts; never reset by `start`.
+    pub tick: u64,
 }
 
 impl Walk {

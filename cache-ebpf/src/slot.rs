@@ -7,6 +7,9 @@ use cache_abi::{HotSlot, HOT_WAYS, SLOT_LIVE, TEXT_KEY_AT};
 
 use crate::scratch::{Scratch, OUT_MASK, REQ_MASK};
 
+/// One hit in this many (per CPU) is added to a slot's `hits`, as this many.
+const HIT_SAMPLE: u64 = 8;
+
 /// What one key added to the answer.
 pub struct Copied {
     /// Bytes appended to `out`.
@@ -86,13 +89,18 @@ pub fn copy<const N: usize>(
         if unsafe { read_volatile(addr_of!((*p).seq)) } != seq {
             return Err(Miss::Race);
         }
-        // A popularity hint, not an exact count: CPUs answering the same key at once may lose
-        // an increment (bpfel has no atomics in stable Rust), which only makes a hot slot look
-        // slightly cooler. `hits` is outside the seqlock and never served.
-        // SAFETY: as above; `hits` is a plain u32 of a live slot.
-        unsafe {
-            let h = addr_of!((*p).hits) as *mut u32;
-            core::ptr::write_volatile(h, read_volatile(h).wrapping_add(1));
+        // A popularity hint, not an exact count, sampled: one hit in HIT_SAMPLE (counted per
+        // CPU) adds HIT_SAMPLE. A write on every hit would bounce the slot's first cache line,
+        // which every CPU answering the key reads, between those CPUs. CPUs sampling the same
+        // slot at once may also lose an add (no atomics for bpfel in stable Rust); both only
+        // make a hot slot look slightly cooler. `hits` is outside the seqlock, never served.
+        s.walk.tick = s.walk.tick.wrapping_add(1);
+        if s.walk.tick.is_multiple_of(HIT_SAMPLE) {
+            // SAFETY: as above; `hits` is a plain u32 of a live slot.
+            unsafe {
+                let h = addr_of!((*p).hits) as *mut u32;
+                core::ptr::write_volatile(h, read_volatile(h).wrapping_add(HIT_SAMPLE as u32));
+            }
         }
         return Ok(copied);
     }
