@@ -140,6 +140,15 @@ pub(crate) struct ServeArgs {
     /// How to attach the XDP program [default: auto]
     #[arg(long, value_name = "MODE")]
     pub(crate) xdp_mode: Option<config::XdpMode>,
+
+    /// This node's id in the bucket map [default: 0]
+    #[arg(long, value_name = "ID")]
+    pub(crate) node_id: Option<u32>,
+
+    /// Bucket map file (`epoch N`, then `node <id> <ranges>` lines); re-read on SIGHUP
+    /// [default: none: this node owns every bucket]
+    #[arg(long, value_name = "FILE")]
+    pub(crate) bucket_map: Option<String>,
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! | udp_allow       | CIDR prefixes           | the UDP source allowlist (invariant 4)           |
 //! | udp_reply_cap   | 64..=1400               | memcached's largest UDP reply payload is 1400    |
 //! | node_id         | 0..u32::MAX             | `u32::MAX` means "no node" in the bucket map     |
+//! | bucket_map      | "" or a readable path   | read (and checked) at start and on SIGHUP        |
 //!
 //! Memory is split evenly across threads, and one shard's arena must hold two of its pages (a page
 //! is `max(item_max, 1 MiB)`, so the largest class can always get one while another class holds
@@ -89,6 +90,8 @@ pub(crate) struct Config {
     pub(crate) udp_reply_cap: u16,
     /// This node's id in the bucket map.
     pub(crate) node_id: u32,
+    /// Bucket map file in `BucketMap`'s text form; empty = this node owns every bucket at epoch 1.
+    pub(crate) bucket_map: String,
 }
 
 impl Default for Config {
@@ -116,6 +119,7 @@ impl Default for Config {
             udp_allow: Vec::new(),
             udp_reply_cap: 1400,
             node_id: 0,
+            bucket_map: String::new(),
         }
     }
 }
@@ -163,6 +167,8 @@ impl Config {
         set(&mut self.poll_us, &a.poll_us);
         set(&mut self.xdp, &a.xdp);
         set(&mut self.xdp_mode, &a.xdp_mode);
+        set(&mut self.node_id, &a.node_id);
+        set(&mut self.bucket_map, &a.bucket_map);
         if a.no_pin {
             self.pin_threads = false;
         }

@@ -33,6 +33,13 @@ pub(crate) struct Process {
     pub(crate) bytes_written: u64,
     /// UDP datagrams dropped because their source is outside the allowlist.
     pub(crate) udp_refused: u64,
+    /// The bucket map's epoch and how many buckets this node owns in it.
+    pub(crate) bucket_epoch: u64,
+    pub(crate) buckets_owned: u64,
+    /// Requests not run because a key's bucket is not this node's, and of those the `noreply`
+    /// writes dropped without a reply.
+    pub(crate) bucket_refused: u64,
+    pub(crate) bucket_refused_noreply: u64,
     /// The XDP program's counters and `xdp_hot_slots`, in order; empty without XDP.
     pub(crate) xdp: Vec<(&'static str, u64)>,
 }
@@ -196,6 +203,10 @@ fn general(p: &Process, s: &Stats, classes: &[ClassStats], now: u32, cpu: Cpu, o
         ("stale_fills_refused", s.stale_fills_refused),
         ("slab_reassign_evictions", s.slab_reassign_evictions),
         ("udp_refused", p.udp_refused),
+        ("bucket_epoch", p.bucket_epoch),
+        ("buckets_owned", p.buckets_owned),
+        ("bucket_refused", p.bucket_refused),
+        ("bucket_refused_noreply", p.bucket_refused_noreply),
     ] {
         stat(out, name, v);
     }

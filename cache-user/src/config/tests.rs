@@ -113,6 +113,7 @@ fn embedded_default_is_the_default_and_lists_every_key() {
         keys,
         [
             "bpffs",
+            "bucket_map",
             "growth_factor",
             "item_max",
             "lease_secs",

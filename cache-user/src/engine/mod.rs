@@ -5,6 +5,8 @@
 mod bufring;
 mod conn;
 mod msg;
+mod own;
+mod reload;
 mod route;
 mod shard;
 
@@ -13,7 +15,7 @@ use std::{
     os::fd::{AsRawFd, OwnedFd},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex, PoisonError,
     },
 };
 
@@ -24,7 +26,7 @@ use nix::sys::{
     socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage},
 };
 
-use self::{conn::StatsPart, msg::Mailbox, shard::Shard};
+use self::{conn::StatsPart, msg::Mailbox, own::Ownership, reload::Reloader, shard::Shard};
 use crate::{
     config::Config,
     fastpath::{
@@ -49,6 +51,9 @@ pub(crate) struct Shared {
     /// The XDP fast path's tables and counters (`None` without XDP).
     pub hot: Option<Arc<HotTables>>,
     pub xdp_counters: Option<Arc<Counters>>,
+    /// The bucket map's epoch and the buckets this node owns in it, for `stats`.
+    pub bucket_epoch: AtomicU64,
+    pub buckets_owned: AtomicU64,
 }
 
 impl Shared {
@@ -63,11 +68,14 @@ impl Shared {
         let mut total = Stats::default();
         let mut classes: Vec<ClassStats> = Vec::new();
         let (mut read, mut written, mut refused) = (0, 0, 0);
+        let (mut bucket_refused, mut bucket_refused_noreply) = (0, 0);
         for (s, cls, counters) in parts {
             total.add(s);
             read += counters.bytes_read;
             written += counters.bytes_written;
             refused += counters.udp_refused;
+            bucket_refused += counters.bucket_refused;
+            bucket_refused_noreply += counters.bucket_refused_noreply;
             if classes.len() < cls.len() {
                 classes.resize(cls.len(), ClassStats::default());
             }
@@ -100,6 +108,10 @@ impl Shared {
             bytes_read: read,
             bytes_written: written,
             udp_refused: refused,
+            bucket_epoch: self.bucket_epoch.load(Ordering::Relaxed),
+            buckets_owned: self.buckets_owned.load(Ordering::Relaxed),
+            bucket_refused,
+            bucket_refused_noreply,
             xdp: self.xdp_stats(),
         };
         if !crate::stats::write(args, &p, &total, &classes, now, out) {
@@ -120,17 +132,29 @@ impl Shared {
     }
 }
 
-/// Runs the server until SIGTERM or SIGINT.
+/// Runs the server until SIGTERM or SIGINT; SIGHUP re-reads the bucket map (`reload.rs`).
 pub(crate) fn serve(cfg: Config) -> Result<()> {
     let n = cfg.threads_resolved();
     // SAFETY: ignoring SIGPIPE installs no handler; sends also pass MSG_NOSIGNAL.
     unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) }
         .context("ignoring SIGPIPE")?;
-    let mut stop = SigSet::empty();
-    stop.add(Signal::SIGINT);
-    stop.add(Signal::SIGTERM);
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGHUP);
     // Threads inherit the mask, so only the waiter below ever receives these.
-    stop.thread_block().context("blocking SIGINT/SIGTERM")?;
+    signals
+        .thread_block()
+        .context("blocking SIGINT/SIGTERM/SIGHUP")?;
+    let own = Arc::new(Ownership::load(&cfg.bucket_map, cfg.node_id)?);
+    if own.owned() == 0 {
+        tracing::warn!(
+            node = cfg.node_id,
+            "the bucket map of epoch {} gives this node no bucket: every keyed request will be \
+             refused",
+            own.epoch()
+        );
+    }
 
     let mailboxes = (0..n)
         .map(|_| Mailbox::new())
@@ -144,7 +168,7 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
     // Detached and unpinned when this returns, on every path (Drop), or explicitly below.
     let fastpath = match (&allow, cfg.xdp.is_empty()) {
         (Some(allow), false) => Some(
-            Fastpath::start(&Settings::new(&cfg, allow.clone()))
+            Fastpath::start(&Settings::new(&cfg, allow.clone(), own.map().clone()))
                 .with_context(|| format!("starting XDP on {}", cfg.xdp))?,
         ),
         _ => None,
@@ -160,7 +184,11 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
         allow,
         hot: fastpath.as_ref().map(|f| Arc::clone(f.tables())),
         xdp_counters: fastpath.as_ref().map(|f| Arc::clone(f.counters())),
+        bucket_epoch: AtomicU64::new(own.epoch()),
+        buckets_owned: AtomicU64::new(own.owned() as u64),
     });
+    // Shared with the signal thread, which moves XDP to a reloaded map.
+    let fastpath = Arc::new(Mutex::new(fastpath));
 
     let tcp: SocketAddr = format!("{}:{}", cfg.listen, cfg.port)
         .parse()
@@ -201,6 +229,7 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
             None
         };
         let shared = Arc::clone(&shared);
+        let own = Arc::clone(&own);
         let core = cfg
             .pin_threads
             .then(|| cores.get(id % cores.len().max(1)).copied())
@@ -213,8 +242,8 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
                         tracing::warn!(shard = id, "could not pin to core {:?}", core.id);
                     }
                 }
-                let r =
-                    Shard::new(id, Arc::clone(&shared), store, listener, udp).and_then(Shard::run);
+                let r = Shard::new(id, Arc::clone(&shared), store, listener, udp, own)
+                    .and_then(Shard::run);
                 if let Err(e) = &r {
                     tracing::error!(shard = id, "shard stopped: {e:#}");
                     stop_all(&shared);
@@ -230,17 +259,35 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
         memory_mb = cfg.memory_mb,
         max_connections = cfg.max_connections,
         arena = %memory,
+        bucket_epoch = own.epoch(),
+        buckets_owned = own.owned(),
         "kcache {} listening",
         cache_core::exec::VERSION
     );
 
     let waiter = {
         let shared = Arc::clone(&shared);
+        let mut reloader = Reloader::new(
+            cfg.bucket_map.clone(),
+            cfg.node_id,
+            own,
+            Arc::clone(&fastpath),
+        );
         std::thread::Builder::new()
             .name("kcache-signals".into())
             .spawn(move || {
-                if let Ok(sig) = stop.wait() {
-                    tracing::info!("{sig:?}: shutting down");
+                loop {
+                    match signals.wait() {
+                        Ok(Signal::SIGHUP) => reloader.reload(&shared),
+                        Ok(sig) => {
+                            tracing::info!("{sig:?}: shutting down");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!("waiting for signals: {e}; shutting down");
+                            break;
+                        }
+                    }
                 }
                 stop_all(&shared);
             })?
@@ -257,6 +304,10 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
             }
         }
     }
+    let fastpath = fastpath
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     if let Some(f) = fastpath {
         if let Err(e) = f.stop() {
             tracing::warn!("stopping XDP: {e:#}");

@@ -6,11 +6,16 @@
 
 use std::{
     os::fd::{AsRawFd, OwnedFd},
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
 };
 
 use cache_core::store::{slabs::ClassStats, Stats};
 use crossbeam_queue::SegQueue;
+
+use super::own::Ownership;
 
 /// Which connection slot a reply belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +48,8 @@ pub(crate) enum Msg {
     Flush { delay: i32 },
     /// `stats reset` reaches every shard.
     ResetStats,
+    /// A newer bucket map: use it from now on and drop the items of the buckets it takes away.
+    Buckets(Arc<Ownership>),
     /// Send me your counters for `stats`.
     StatsReq { to: ConnRef, seq: u64, part: u32 },
     /// A finished reply part.
@@ -75,6 +82,10 @@ pub(crate) struct ShardCounters {
     pub bytes_written: u64,
     /// Datagrams dropped: their source is outside the UDP allowlist.
     pub udp_refused: u64,
+    /// Requests not run because a key's bucket is not this node's (silent ones included).
+    pub bucket_refused: u64,
+    /// Of those, `noreply` writes dropped without a reply.
+    pub bucket_refused_noreply: u64,
 }
 
 pub(crate) struct Mailbox {

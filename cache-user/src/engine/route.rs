@@ -29,16 +29,11 @@ fn shard_of_hash(hash: u64, shards: usize) -> usize {
     vbucket_of(hash) as usize % shards
 }
 
-/// The route of `req` seen from shard `me` of `shards`, and the hash of its key when it names
-/// one key and routing computed it (the store reuses it rather than hashing again).
+/// The route of `req` seen from shard `me` of `shards`, and the hash of its key exactly when it
+/// names one key (the store reuses it rather than hashing again; `own.rs` checks it against the
+/// bucket map).
 pub(crate) fn route(req: &Request<'_>, me: usize, shards: usize) -> (Route, Option<u64>) {
     let whole = |r| (r, None);
-    if shards == 1 {
-        return whole(match req {
-            Request::Stats(_) => Route::Stats,
-            _ => Route::Local,
-        });
-    }
     let mut scratch = [0u8; 256];
     let key: &[u8] = match req {
         Request::Store(s) => s.key,
@@ -60,11 +55,14 @@ pub(crate) fn route(req: &Request<'_>, me: usize, shards: usize) -> (Route, Opti
             }
         }
         Request::LeaseGet(keys) => return whole(multi(keys.iter(), me, shards)),
-        Request::FlushAll { .. } => return whole(Route::All),
+        Request::FlushAll { .. } if shards > 1 => return whole(Route::All),
         Request::Stats(_) => return whole(Route::Stats),
         _ => return whole(Route::Local),
     };
     let hash = khash(key);
+    if shards == 1 {
+        return (Route::Local, Some(hash));
+    }
     let s = shard_of_hash(hash, shards);
     (
         if s == me {
@@ -79,7 +77,7 @@ pub(crate) fn route(req: &Request<'_>, me: usize, shards: usize) -> (Route, Opti
 /// A multi-key read runs here if every key is ours (the common case, no allocation), else it
 /// is split by key.
 fn multi<'a>(mut keys: impl Iterator<Item = &'a [u8]>, me: usize, shards: usize) -> Route {
-    if keys.all(|k| shard_of(k, shards) == me) {
+    if shards == 1 || keys.all(|k| shard_of(k, shards) == me) {
         Route::Local
     } else {
         Route::Split

@@ -31,6 +31,7 @@ use super::{
     bufring::BufRing,
     conn::{Conn, Finish, Slot, UdpPeer},
     msg::{ConnRef, GetKind, Msg, ShardCounters},
+    own::{Ownership, Verdict},
     route::{route, shard_of, Route},
     Shared,
 };
@@ -114,6 +115,8 @@ pub(crate) struct Shard {
     hot: Option<Promoter>,
     /// The tick's timeout; the kernel reads it when the timeout is submitted.
     tick_ts: Box<Timespec>,
+    /// The bucket map as this shard applies it (see `own.rs`).
+    own: Arc<Ownership>,
 }
 
 pub(crate) fn unix_now() -> u32 {
@@ -129,6 +132,7 @@ impl Shard {
         mut store: Store<MmapMut>,
         listener: OwnedFd,
         udp: Option<OwnedFd>,
+        own: Arc<Ownership>,
     ) -> Result<Shard> {
         let ring = IoUring::builder()
             .setup_single_issuer()
@@ -187,6 +191,7 @@ impl Shard {
             poll_idle: 0,
             hot,
             tick_ts: Box::new(Timespec::new().sec(1)),
+            own,
         })
     }
 
@@ -725,6 +730,13 @@ impl Shard {
             gen,
         };
         let (route, hash) = route(req, self.id, self.n);
+        let verdict = self.own.verdict(req, hash);
+        if verdict != Verdict::Run {
+            if let Some(c) = self.conns[idx as usize].as_mut() {
+                verdict.answer(&mut self.counters, c.reply_buf());
+            }
+            return false;
+        }
         if let Request::FlushAll { delay, .. } = req {
             // Before any shard's store applies it (this one's runs below, the others' on
             // their `Msg::Flush`).
@@ -854,7 +866,7 @@ impl Shard {
         let seq = c.open_slot(runs.len() as u32, Finish::End);
         for (part, (s, text)) in runs.into_iter().enumerate() {
             if s == self.id {
-                let out = run_keys(&mut self.store, kind, &text, self.now);
+                let out = run_keys(&mut self.store, &self.own, kind, &text, self.now);
                 self.hot_after_request();
                 if let Some(c) = self.conns[idx as usize].as_mut() {
                     c.fill(seq, part as u32, out);
@@ -870,6 +882,24 @@ impl Shard {
             }
         }
         self.drain(idx, me.gen);
+    }
+
+    /// Moves to a newer bucket map: from here on its keys are checked against it, and the items
+    /// of buckets it takes away go now (their HOT copies with them, before any later request's
+    /// reply), so a bucket regained later starts empty rather than with values it missed writes
+    /// to.
+    fn apply_buckets(&mut self, own: Arc<Ownership>) {
+        let old = std::mem::replace(&mut self.own, own);
+        let new = &self.own;
+        let lost = |vb: u16| old.owns_vbucket(vb) && !new.owns_vbucket(vb);
+        let dropped = self.store.drop_vbuckets(&lost, self.now);
+        self.hot_after_request();
+        tracing::debug!(
+            shard = self.id,
+            epoch = self.own.epoch(),
+            dropped,
+            "bucket map applied"
+        );
     }
 
     fn reset_stats(&mut self) {
@@ -901,10 +931,16 @@ impl Shard {
             } => {
                 let mut out = Vec::new();
                 match self.parser.parse(&bytes) {
-                    Ok(p) => {
-                        exec::execute_hashed(&mut self.store, &p.request, hash, self.now, &mut out);
-                        self.hot_after_request();
-                    }
+                    // The sending shard checked with its copy of the map; this is the key's
+                    // shard, whose copy decides (see `own.rs`).
+                    Ok(p) => match self.own.verdict(&p.request, hash) {
+                        Verdict::Run => {
+                            let (store, now) = (&mut self.store, self.now);
+                            exec::execute_hashed(store, &p.request, hash, now, &mut out);
+                            self.hot_after_request();
+                        }
+                        v => v.answer(&mut self.counters, &mut out),
+                    },
                     Err(_) => {
                         cache_core::protocol::ErrorReply::Server("internal routing error")
                             .write(&mut out);
@@ -919,7 +955,7 @@ impl Shard {
                 kind,
                 keys,
             } => {
-                let out = run_keys(&mut self.store, kind, &keys, self.now);
+                let out = run_keys(&mut self.store, &self.own, kind, &keys, self.now);
                 self.hot_after_request();
                 self.reply(to, seq, part, out);
             }
@@ -932,6 +968,7 @@ impl Shard {
                 self.hot_after_request();
             }
             Msg::ResetStats => self.reset_stats(),
+            Msg::Buckets(own) => self.apply_buckets(own),
             Msg::StatsReq { to, seq, part } => {
                 let stats = Box::new(self.stats_part());
                 self.shared.mailboxes[to.shard].send(Msg::StatsPart {
@@ -1119,10 +1156,18 @@ impl Shard {
     }
 }
 
-/// Runs the keys of one multiget part and returns their `VALUE` blocks (or lease replies).
-fn run_keys(store: &mut Store<MmapMut>, kind: GetKind, keys: &[u8], now: u32) -> Vec<u8> {
+/// Runs the keys of one multiget part and returns their `VALUE` blocks (or lease replies). A key
+/// the map no longer gives this node is left out (`own.rs` says why).
+fn run_keys(
+    store: &mut Store<MmapMut>,
+    own: &Ownership,
+    kind: GetKind,
+    keys: &[u8],
+    now: u32,
+) -> Vec<u8> {
     let mut out = Vec::new();
-    for k in keys.split(|&b| b == b' ').filter(|k| !k.is_empty()) {
+    let keys = keys.split(|&b| b == b' ').filter(|k| !k.is_empty());
+    for k in keys.filter(|k| own.keep(k)) {
         match kind {
             GetKind::Get { cas, touch } => {
                 exec::get_key(store, cas, touch, Key::new(k), now, &mut out)

@@ -10,9 +10,12 @@ use aya::{
     programs::{xdp::XdpLinkId, Xdp, XdpMode as AyaMode},
     Ebpf, EbpfLoader,
 };
-use cache_core::abi::{
-    counter::COUNTERS_LEN, AllowKey, BucketEntry, LargeSlot, SmallSlot, XdpConfig,
-    BUCKET_MAP_ENTRIES, CFG_ALLOWLIST, LAYOUT_VERSION,
+use cache_core::{
+    abi::{
+        counter::COUNTERS_LEN, AllowKey, BucketEntry, LargeSlot, SmallSlot, XdpConfig,
+        BUCKET_MAP_ENTRIES, CFG_ALLOWLIST, LAYOUT_VERSION,
+    },
+    bucket::BucketMap,
 };
 
 use super::{allow::Allowlist, bpffs::Pins, counters::Counters, object, region::Region, HotTables};
@@ -46,10 +49,12 @@ pub(crate) struct Settings {
     pub(crate) node: u32,
     pub(crate) port: u16,
     pub(crate) allow: Allowlist,
+    /// The bucket map `BUCKETS` and the epochs start from.
+    pub(crate) map: BucketMap,
 }
 
 impl Settings {
-    pub(crate) fn new(cfg: &Config, allow: Allowlist) -> Settings {
+    pub(crate) fn new(cfg: &Config, allow: Allowlist, map: BucketMap) -> Settings {
         Settings {
             iface: cfg.xdp.clone(),
             mode: cfg.xdp_mode,
@@ -60,6 +65,7 @@ impl Settings {
             node: cfg.node_id,
             port: cfg.udp_port,
             allow,
+            map,
         }
     }
 }
@@ -96,11 +102,11 @@ impl Fastpath {
             flags: CFG_ALLOWLIST,
             small_mask,
             large_mask,
-            epoch: 1,
+            epoch: epoch32(&s.map)?,
             _pad: 0,
         };
         tables.set_epoch(config.epoch);
-        fill_buckets(&mut ebpf, s.node, config.epoch)?;
+        fill_buckets(&mut ebpf, &s.map)?;
         fill_allow(&mut ebpf, &s.allow)?;
         write_config(&mut ebpf, &config)?;
         let link = attach(&mut ebpf, &s.iface, s.mode)?;
@@ -152,8 +158,15 @@ impl Fastpath {
             .with_context(|| format!("setting vbucket {vbucket}"))
     }
 
+    /// Moves XDP to `map`: first the epoch (from then on nothing of the old epoch is served),
+    /// then every `BUCKETS` entry (each servable again once it carries the new epoch), so every
+    /// step, and a failure between any two, only passes more gets up (`engine/reload.rs`).
+    pub(crate) fn apply_map(&mut self, map: &BucketMap) -> Result<()> {
+        self.set_epoch(epoch32(map)?)?;
+        fill_buckets(&mut self.ebpf, map)
+    }
+
     /// Moves the program and new fills to `epoch`: slots of other epochs stop being served.
-    #[expect(dead_code, reason = "the cluster code's entry point; no caller yet")]
     pub(crate) fn set_epoch(&mut self, epoch: u32) -> Result<()> {
         self.config.epoch = epoch;
         let config = self.config;
@@ -253,12 +266,20 @@ fn write_config(ebpf: &mut Ebpf, c: &XdpConfig) -> Result<()> {
     m.set(0, c, 0).context("writing CONFIG")
 }
 
-/// Every vbucket owned by `node` at `epoch` (a single node; the cluster code rewrites these).
-fn fill_buckets(ebpf: &mut Ebpf, node: u32, epoch: u32) -> Result<()> {
+/// The map's epoch as XDP carries it (32 bits; `Ownership::load` refuses larger ones).
+fn epoch32(map: &BucketMap) -> Result<u32> {
+    u32::try_from(map.epoch())
+        .with_context(|| format!("bucket map epoch {} does not fit 32 bits", map.epoch()))
+}
+
+/// Every vbucket's owner in `map`, at `map`'s epoch.
+fn fill_buckets(ebpf: &mut Ebpf, map: &BucketMap) -> Result<()> {
+    let mut entries = vec![BucketEntry::NONE; BUCKET_MAP_ENTRIES as usize];
+    map.fill_abi(&mut entries)
+        .context("encoding the bucket map for BUCKETS")?;
     let mut m: Array<_, BucketEntry> =
         Array::try_from(ebpf.map_mut("BUCKETS").context("no map BUCKETS")?)?;
-    let e = BucketEntry { owner: node, epoch };
-    for vb in 0..BUCKET_MAP_ENTRIES {
+    for (vb, e) in (0..BUCKET_MAP_ENTRIES).zip(entries) {
         m.set(vb, e, 0)
             .with_context(|| format!("writing BUCKETS[{vb}]"))?;
     }

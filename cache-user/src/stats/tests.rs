@@ -21,6 +21,10 @@ fn process() -> Process {
         bytes_read: 100,
         bytes_written: 200,
         udp_refused: 0,
+        bucket_epoch: 1,
+        buckets_owned: 16384,
+        bucket_refused: 3,
+        bucket_refused_noreply: 1,
         xdp: Vec::new(),
     }
 }
@@ -224,6 +228,10 @@ fn general_exact() {
          STAT stale_fills_refused 32\r\n\
          STAT slab_reassign_evictions 25\r\n\
          STAT udp_refused 0\r\n\
+         STAT bucket_epoch 1\r\n\
+         STAT buckets_owned 16384\r\n\
+         STAT bucket_refused 3\r\n\
+         STAT bucket_refused_noreply 1\r\n\
          END\r\n",
         cache_core::exec::VERSION
     );
