@@ -1,0 +1,225 @@
+//! The bucket map in XDP, on a veth test bed: a hot key of a bucket this node owns is answered in
+//! the kernel; a get for a bucket it does not own goes up (`xdp_pass_bucket_not_owned`) and user
+//! space refuses it; after SIGHUP moves a hot key's bucket away, XDP stops answering it at once
+//! and keys still owned become hot again under the new epoch. Needs root; fails loudly without it.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, ensure, Context, Result};
+use cache_core::bucket::{vbucket, Refusal};
+use kcache_tests::{
+    show,
+    testbed::{stats, Testbed},
+    udp::{reassemble, Udp},
+    Conn,
+};
+
+const WAIT: Duration = Duration::from_millis(500);
+/// Node 0 owns the lower half of the buckets.
+const HALF: &str = "epoch 3\nnode 0 0-8191\nnode 1 8192-16383\n";
+
+/// A key whose vbucket is below 8192 (`low`) or not.
+fn key(prefix: &str, low: bool) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| (vbucket(k.as_bytes()) < 8192) == low)
+        .unwrap_or_default()
+}
+
+fn refusal(key: &str, epoch: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    Refusal {
+        vbucket: vbucket(key.as_bytes()),
+        epoch,
+    }
+    .encode(&mut out);
+    out
+}
+
+/// A directory of this test's own holding the map file, removed on drop.
+struct MapDir(PathBuf);
+
+impl MapDir {
+    fn new(name: &str, map: &str) -> Result<MapDir> {
+        let dir = std::env::temp_dir().join(format!("kcache-xdpb-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let d = MapDir(dir);
+        d.write(map)?;
+        Ok(d)
+    }
+
+    fn path(&self) -> PathBuf {
+        self.0.join("map")
+    }
+
+    /// Writes beside the file and renames over it, so a reload never reads half a file.
+    fn write(&self, map: &str) -> Result<()> {
+        let tmp: &Path = &self.0.join("map.new");
+        std::fs::write(tmp, map)?;
+        std::fs::rename(tmp, self.path())?;
+        Ok(())
+    }
+}
+
+impl Drop for MapDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn udp_get(udp: &mut Udp, key: &str) -> Result<Vec<u8>> {
+    let d = udp.request(format!("get {key}\r\n").as_bytes(), WAIT)?;
+    reassemble(&d)
+}
+
+fn delta(a: &HashMap<String, u64>, b: &HashMap<String, u64>, k: &str) -> u64 {
+    b.get(k).copied().unwrap_or(0) - a.get(k).copied().unwrap_or(0)
+}
+
+/// Gets `key` over UDP until XDP answers it (its hit counter moves), at most 5 s.
+fn until_hot(udp: &mut Udp, tcp: &mut Conn, key: &str, want: &[u8]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let before = stats(tcp)?;
+        let got = udp_get(udp, key)?;
+        ensure!(got == want, "get {key}: {}", show(&got, 200));
+        if delta(&before, &stats(tcp)?, "xdp_hit") == 1 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{key} was never answered by XDP");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A UDP get of `key` is refused by user space, passed up by XDP for its bucket.
+fn refused_via_pass(udp: &mut Udp, tcp: &mut Conn, key: &str, epoch: u64) -> Result<()> {
+    let before = stats(tcp)?;
+    let got = udp_get(udp, key)?;
+    ensure!(got == refusal(key, epoch), "get {key}: {}", show(&got, 200));
+    let after = stats(tcp)?;
+    for (stat, want) in [
+        ("xdp_pass_bucket_not_owned", 1),
+        ("xdp_hit", 0),
+        ("bucket_refused", 1),
+    ] {
+        ensure!(
+            delta(&before, &after, stat) == want,
+            "get {key}: {stat} moved {}",
+            delta(&before, &after, stat)
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn xdp_answers_owned_buckets_only() -> Result<()> {
+    let bed = Testbed::up(21)?;
+    let map = MapDir::new("owned", HALF)?;
+    let path = map.path();
+    let server = bed.serve(
+        11321,
+        &[
+            "--xdp",
+            &bed.server_if,
+            "--bucket-map",
+            &path.to_string_lossy(),
+        ],
+    )?;
+    let (addr, client) = (server.addr, bed.client_v4);
+    let r = bed.in_client(move || -> Result<()> {
+        let mut tcp = Conn::connect(addr)?;
+        let mut udp = Udp::connect_from(SocketAddr::new(client.into(), 0), addr)?;
+        let (a, b) = (key("hot", true), key("far", false));
+        tcp.expect(format!("set {a} 0 0 2\r\nhi\r\n").as_bytes(), b"STORED\r\n")?;
+        let want = format!("VALUE {a} 0 2\r\nhi\r\nEND\r\n");
+        // The owned key becomes hot and XDP answers it.
+        until_hot(&mut udp, &mut tcp, &a, want.as_bytes())?;
+        // The unowned one goes up, every time, and is refused there.
+        for _ in 0..3 {
+            refused_via_pass(&mut udp, &mut tcp, &b, 3)?;
+        }
+        Ok(())
+    })?;
+    r.with_context(|| format!("server log:\n{}", server.log()))
+}
+
+#[test]
+fn sighup_takes_a_hot_bucket_away_from_xdp() -> Result<()> {
+    let bed = Testbed::up(22)?;
+    let map = MapDir::new("reload", HALF)?;
+    let path = map.path();
+    let server = bed.serve(
+        11322,
+        &[
+            "--xdp",
+            &bed.server_if,
+            "--bucket-map",
+            &path.to_string_lossy(),
+        ],
+    )?;
+    let (addr, client) = (server.addr, bed.client_v4);
+    let (a, c) = (key("hot", true), key("stay", true));
+    let vb = vbucket(a.as_bytes());
+    let (a2, c2) = (a.clone(), c.clone());
+    let setup = bed.in_client(move || -> Result<()> {
+        let mut tcp = Conn::connect(addr)?;
+        let mut udp = Udp::connect_from(SocketAddr::new(client.into(), 0), addr)?;
+        for k in [&a2, &c2] {
+            tcp.expect(format!("set {k} 0 0 2\r\nhi\r\n").as_bytes(), b"STORED\r\n")?;
+            until_hot(
+                &mut udp,
+                &mut tcp,
+                k,
+                format!("VALUE {k} 0 2\r\nhi\r\nEND\r\n").as_bytes(),
+            )?;
+        }
+        Ok(())
+    })?;
+    setup.with_context(|| format!("server log:\n{}", server.log()))?;
+    // Epoch 4 gives a's bucket to node 1.
+    let mut mine = Vec::new();
+    if vb > 0 {
+        mine.push(format!("0-{}", vb - 1));
+    }
+    if vb < 8191 {
+        mine.push(format!("{}-8191", vb + 1));
+    }
+    map.write(&format!(
+        "epoch 4\nnode 0 {}\nnode 1 {vb},8192-16383\n",
+        mine.join(",")
+    ))?;
+    let r = bed.in_client(move || -> Result<()> {
+        let mut tcp = Conn::connect(addr)?;
+        let mut udp = Udp::connect_from(SocketAddr::new(client.into(), 0), addr)?;
+        // The server's own pid, from its stats: `ip netns exec` shares the pid namespace.
+        let pid = stats(&mut tcp)?
+            .get("pid")
+            .copied()
+            .context("no pid stat")?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid)?),
+            nix::sys::signal::Signal::SIGHUP,
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stats(&mut tcp)?.get("bucket_epoch") != Some(&4) {
+            ensure!(Instant::now() < deadline, "bucket_epoch never reached 4");
+            thread::sleep(Duration::from_millis(20));
+        }
+        // The hot key's bucket is gone: XDP passes it up, user space refuses it.
+        refused_via_pass(&mut udp, &mut tcp, &a, 4)?;
+        tcp.expect(format!("get {a}\r\n").as_bytes(), &refusal(&a, 4))?;
+        // A key still owned is served, and XDP answers it again under the new epoch.
+        let want = format!("VALUE {c} 0 2\r\nhi\r\nEND\r\n");
+        until_hot(&mut udp, &mut tcp, &c, want.as_bytes())?;
+        Ok(())
+    })?;
+    r.with_context(|| format!("server log:\n{}", server.log()))
+}
