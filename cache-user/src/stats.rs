@@ -40,7 +40,8 @@ pub(crate) struct Process {
     /// writes dropped without a reply.
     pub(crate) bucket_refused: u64,
     pub(crate) bucket_refused_noreply: u64,
-    /// The XDP program's counters and `xdp_hot_slots`, in order; empty without XDP.
+    /// The XDP program's counters, `xdp_native` (1 = driver mode, 0 = generic) and
+    /// `xdp_hot_slots`, in order; empty without XDP.
     pub(crate) xdp: Vec<(&'static str, u64)>,
 }
 

@@ -65,6 +65,10 @@ fn hits_in_xdp_misses_in_engine_strangers_dropped() -> Result<()> {
         until_hot(&mut udp, &mut tcp, "hot", want)?;
         // Hits: XDP's counter counts every one, the engine sees none of them.
         let before = stats(&mut tcp)?;
+        ensure!(
+            before.get("xdp_native") == Some(&1),
+            "XDP is not in native (driver) mode on the veth"
+        );
         for _ in 0..1000 {
             let got = udp_get(&mut udp, "hot")?;
             ensure!(got == want, "{}", show(&got, 200));

@@ -13,6 +13,8 @@ use super::bpffs;
 /// A handle on a `COUNTERS` map.
 pub(crate) struct Counters {
     map: PerCpuArray<MapData, u64>,
+    /// How the serving program is attached (1 native, 0 generic); `None` when read from pins.
+    native: Option<bool>,
 }
 
 impl std::fmt::Debug for Counters {
@@ -25,7 +27,15 @@ impl Counters {
     /// The loaded program's map (taken out of its `Ebpf`).
     pub(crate) fn from_map(map: Map) -> Result<Counters> {
         let map = PerCpuArray::try_from(map).context("COUNTERS is not a per-CPU array of u64")?;
-        Ok(Counters { map })
+        Ok(Counters { map, native: None })
+    }
+
+    /// These counters, reporting `xdp_native` (whether the program runs in the driver).
+    pub(crate) fn attached(self, native: bool) -> Counters {
+        Counters {
+            native: Some(native),
+            ..self
+        }
     }
 
     /// A running server's map, pinned at `path`.
@@ -38,14 +48,18 @@ impl Counters {
     /// Every counter's name and its sum over CPUs, in index order. A counter the map cannot
     /// give reads 0 (the program's object is older than this binary).
     pub(crate) fn read(&self) -> Vec<(&'static str, u64)> {
-        (0..COUNTERS_LEN)
+        let mut v: Vec<_> = (0..COUNTERS_LEN)
             .map(|i| {
                 let sum = self.map.get(&i, 0).map_or(0, |per_cpu| {
                     per_cpu.iter().fold(0u64, |a, &v| a.wrapping_add(v))
                 });
                 (COUNTER_NAMES[i as usize], sum)
             })
-            .collect()
+            .collect();
+        if let Some(native) = self.native {
+            v.push(("xdp_native", u64::from(native)));
+        }
+        v
     }
 }
 

@@ -109,7 +109,7 @@ impl Fastpath {
         fill_buckets(&mut ebpf, &s.map)?;
         fill_allow(&mut ebpf, &s.allow)?;
         write_config(&mut ebpf, &config)?;
-        let link = attach(&mut ebpf, &s.iface, s.mode)?;
+        let (link, native) = attach(&mut ebpf, &s.iface, s.mode)?;
         // Pins only once the interface is ours: a second server on it fails above, before it
         // could remove the first one's pins.
         let mut pins = Pins::fresh(&s.bpffs, &s.iface)?;
@@ -121,7 +121,7 @@ impl Fastpath {
             pins.made(path);
         }
         let counters = ebpf.take_map("COUNTERS").context("no map COUNTERS")?;
-        let counters = Arc::new(Counters::from_map(counters)?);
+        let counters = Arc::new(Counters::from_map(counters)?.attached(native));
         tracing::info!(
             iface = %s.iface,
             small_slots = s.small_slots,
@@ -297,7 +297,8 @@ fn fill_allow(ebpf: &mut Ebpf, allow: &Allowlist) -> Result<()> {
     Ok(())
 }
 
-fn attach(ebpf: &mut Ebpf, iface: &str, mode: XdpMode) -> Result<XdpLinkId> {
+/// Attaches the program; says whether it runs in native (driver) mode.
+fn attach(ebpf: &mut Ebpf, iface: &str, mode: XdpMode) -> Result<(XdpLinkId, bool)> {
     let prog: &mut Xdp = ebpf
         .program_mut("kcache_xdp")
         .context("the XDP object has no program kcache_xdp")?
@@ -305,22 +306,26 @@ fn attach(ebpf: &mut Ebpf, iface: &str, mode: XdpMode) -> Result<XdpLinkId> {
     prog.load().context("loading kcache_xdp into the kernel")?;
     let native = || prog_attach_hint(iface, "native");
     match mode {
-        XdpMode::Native => prog.attach(iface, AyaMode::Driver).with_context(native),
-        XdpMode::Generic => prog
-            .attach(iface, AyaMode::Skb)
-            .with_context(|| prog_attach_hint(iface, "generic")),
+        XdpMode::Native => Ok((prog.attach(iface, AyaMode::Driver).with_context(native)?, true)),
+        XdpMode::Generic => Ok((
+            prog.attach(iface, AyaMode::Skb)
+                .with_context(|| prog_attach_hint(iface, "generic"))?,
+            false,
+        )),
         XdpMode::Auto => match prog.attach(iface, AyaMode::Driver) {
             Ok(l) => {
                 tracing::info!(iface, "XDP attached in native (driver) mode");
-                Ok(l)
+                Ok((l, true))
             }
             Err(e) => {
                 tracing::info!(
                     iface,
                     "native XDP is not available ({e}); attaching in generic (SKB) mode"
                 );
-                prog.attach(iface, AyaMode::Skb)
-                    .with_context(|| prog_attach_hint(iface, "generic"))
+                let l = prog
+                    .attach(iface, AyaMode::Skb)
+                    .with_context(|| prog_attach_hint(iface, "generic"))?;
+                Ok((l, false))
             }
         },
     }
