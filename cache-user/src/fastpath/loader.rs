@@ -306,7 +306,10 @@ fn attach(ebpf: &mut Ebpf, iface: &str, mode: XdpMode) -> Result<(XdpLinkId, boo
     prog.load().context("loading kcache_xdp into the kernel")?;
     let native = || prog_attach_hint(iface, "native");
     match mode {
-        XdpMode::Native => Ok((prog.attach(iface, AyaMode::Driver).with_context(native)?, true)),
+        XdpMode::Native => Ok((
+            prog.attach(iface, AyaMode::Driver).with_context(native)?,
+            true,
+        )),
         XdpMode::Generic => Ok((
             prog.attach(iface, AyaMode::Skb)
                 .with_context(|| prog_attach_hint(iface, "generic"))?,
