@@ -29,6 +29,7 @@ mod memory;
 mod server;
 mod sweep;
 mod table;
+mod xdp;
 
 /// The load generator (and server), built in release by this command.
 const KCACHE: &str = "target/release/kcache";
@@ -108,9 +109,20 @@ const SWEEP_WARMUP: f64 = 1.0;
 /// Memory per item is measured at these item counts.
 const MEMORY_ITEMS: [u64; 2] = [1_000_000, 10_000_000];
 
-/// Scenarios that are not a `kcache bench` load: the hot-key herd (`kcache herd`), the open-loop
-/// rate sweep and memory per item.
-const EXTRA: [&str; 3] = ["herd", "sweep", "memory"];
+/// Scenarios that are not a `kcache bench` load on loopback: the hot-key herd (`kcache herd`),
+/// the open-loop rate sweep, memory per item and the XDP fast path over the veth test bed.
+const EXTRA: [&str; 4] = ["herd", "sweep", "memory", "xdp"];
+/// Keys a later `--doc-from` file contributes to the first one's page: its sections.
+const SECTION_KEYS: [&str; 8] = [
+    "herd_markdown",
+    "herd_runs",
+    "sweep_markdown",
+    "sweep",
+    "memory_markdown",
+    "memory",
+    "xdp_markdown",
+    "xdp",
+];
 const COMMON: [&str; 8] = [
     "--keys",
     "100000",
@@ -127,7 +139,8 @@ pub(crate) struct BenchArgs {
     /// Runs of each scenario on each server; the table shows medians
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Run only this scenario (tcp-90-10, tcp-90-10-depth8, udp-gets, udp-gets-depth8, tcp-multiget-24)
+    /// Run only this scenario (tcp-90-10, tcp-90-10-depth8, udp-gets, udp-gets-depth8,
+    /// tcp-multiget-24, herd, sweep, memory, xdp)
     #[arg(long)]
     scenario: Option<String>,
     /// Worker threads of each server (-t)
@@ -154,9 +167,10 @@ pub(crate) struct BenchArgs {
     /// ...or after this many seconds of waiting, whatever the load (it is recorded either way)
     #[arg(long, default_value_t = 60)]
     idle_wait: u64,
-    /// Run nothing: rewrite docs/BENCHMARKS.md from this results file of an earlier run
+    /// Run nothing: rewrite docs/BENCHMARKS.md from this results file of an earlier run; given
+    /// again, later files add their sections (e.g. a full run, then a `--scenario xdp` run)
     #[arg(long, value_name = "FILE")]
-    doc_from: Option<PathBuf>,
+    doc_from: Vec<PathBuf>,
 }
 
 /// Keys asked for by gets and hits over a whole client run (warm-up included), as the server's
@@ -189,13 +203,9 @@ struct Run {
 }
 
 pub(crate) fn run(a: &BenchArgs) -> Result<()> {
-    if let Some(from) = &a.doc_from {
+    if !a.doc_from.is_empty() {
         build_kcache()?;
-        let text =
-            fs::read_to_string(from).with_context(|| format!("reading {}", from.display()))?;
-        let doc: Value =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", from.display()))?;
-        return write_doc(&doc);
+        return write_doc(&merged(&a.doc_from)?);
     }
     if let Some(name) = &a.scenario {
         let all: Vec<&str> = SCENARIOS.iter().map(|s| s.name).chain(EXTRA).collect();
@@ -214,11 +224,17 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
     tools::apt_packages(&tools::SERVER_TOOLS)?;
     fs::create_dir_all(OUT_DIR).with_context(|| format!("creating {OUT_DIR}"))?;
     let machine = machine::Machine::read()?;
-    step::header("servers");
-    let servers = [
-        server::memcached(&a.server_cpus, a.threads, a.memory_mb)?,
-        server::kcache(&a.server_cpus, a.threads, a.memory_mb)?,
-    ];
+    // The loopback servers, unless only the XDP scenario (which starts its own) or memory runs.
+    let loopback = !scenarios.is_empty() || want("sweep") || want("herd");
+    let servers = if loopback {
+        step::header("servers");
+        vec![
+            server::memcached(&a.server_cpus, a.threads, a.memory_mb)?,
+            server::kcache(&a.server_cpus, a.threads, a.memory_mb)?,
+        ]
+    } else {
+        Vec::new()
+    };
     for s in &servers {
         println!(
             "{} pid {}: TCP {}, UDP {}",
@@ -287,10 +303,20 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
     } else {
         None
     };
+    let xdp = if want("xdp") {
+        step::header("XDP fast path over the veth test bed");
+        let (md, raw) = xdp::run(a, &measured, &machine.date)?;
+        println!("{md}");
+        Some((md, raw))
+    } else {
+        None
+    };
     let took = started.elapsed().as_secs_f64();
     let md = table::markdown(&rows, a.duration);
-    step::header("medians");
-    println!("{md}");
+    if !rows.is_empty() {
+        step::header("medians");
+        println!("{md}");
+    }
     let agree = runs.iter().filter(|r| r.stats.matches).count();
     let lost = runs.iter().filter(|r| r.stats.explained_by_loss).count();
     let check = format!(
@@ -298,7 +324,9 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
          counts; in {lost} more they differed by exactly the UDP replies the client lost",
         runs.len()
     );
-    println!("stats check: {check}");
+    if !runs.is_empty() {
+        println!("stats check: {check}");
+    }
     let path = PathBuf::from(OUT_DIR).join(format!("{}.json", machine.date.replace(':', "")));
     let command = std::iter::once("cargo xtask".to_owned())
         .chain(std::env::args().skip(1))
@@ -346,6 +374,10 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
         doc["memory_markdown"] = md.into();
         doc["memory"] = json!(rows);
     }
+    if let Some((md, raw)) = xdp {
+        doc["xdp_markdown"] = md.into();
+        doc["xdp"] = raw;
+    }
     doc["curves"] = curves(&runs);
     let text = serde_json::to_string_pretty(&doc).context("encoding the results")?;
     fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
@@ -353,7 +385,12 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
     if a.scenario.is_none() {
         write_doc(&doc)?;
     } else {
-        println!("{DOC} left as it is: it is only written by a run of every scenario");
+        println!(
+            "{DOC} left as it is: it is only written by a run of every scenario. To add this \
+             run's sections to the page of the run it was generated from: cargo xtask bench \
+             --doc-from target/bench/<that run>.json --doc-from {}",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -380,6 +417,36 @@ fn curves(runs: &[Run]) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// The first results file, with the sections ([`SECTION_KEYS`]) of each later one added or
+/// replaced, and the files named in `merged_from`.
+fn merged(files: &[PathBuf]) -> Result<Value> {
+    let mut base: Option<Value> = None;
+    for from in files {
+        let text =
+            fs::read_to_string(from).with_context(|| format!("reading {}", from.display()))?;
+        let doc: Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", from.display()))?;
+        match &mut base {
+            None => base = Some(doc),
+            Some(b) => {
+                for key in SECTION_KEYS {
+                    if let Some(v) = doc.get(key) {
+                        b[key] = v.clone();
+                    }
+                }
+            }
+        }
+    }
+    let mut doc = base.context("no --doc-from file")?;
+    if files.len() > 1 {
+        doc["merged_from"] = json!(files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>());
+    }
+    Ok(doc)
 }
 
 /// Writes [`DOC`] and its plots (into [`PLOTS`], drawn by `kcache plot`) from a results
