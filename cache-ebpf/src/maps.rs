@@ -14,7 +14,7 @@ use cache_abi::{
 use crate::scratch::Scratch;
 
 /// Slots of `HOT_SMALL` unless the loader says otherwise.
-pub const HOT_SMALL_SLOTS: u32 = 1 << 17;
+pub const HOT_SMALL_SLOTS: u32 = 1 << 18;
 /// Slots of `HOT_LARGE` unless the loader says otherwise.
 pub const HOT_LARGE_SLOTS: u32 = 1 << 13;
 /// Most allowlist prefixes.

@@ -114,7 +114,7 @@ impl Default for Config {
             xdp: String::new(),
             xdp_mode: XdpMode::Auto,
             bpffs: "/sys/fs/bpf".into(),
-            xdp_small_slots: 131_072,
+            xdp_small_slots: 262_144,
             xdp_large_slots: 8192,
             udp_allow: Vec::new(),
             udp_reply_cap: 1400,

@@ -33,10 +33,11 @@ pub struct TrackerConfig {
 
 impl Default for TrackerConfig {
     fn default() -> Self {
-        // TinyLFU's sample size: ten touches per counter of a row.
+        // TinyLFU's sizes: a row about as wide as the number of keys worth a HOT slot, and a
+        // sample of ten touches per counter of a row.
         Self {
-            width: 65_536,
-            sample_period: 655_360,
+            width: 131_072,
+            sample_period: 1_310_720,
         }
     }
 }
@@ -69,15 +70,22 @@ impl Tracker {
 
     /// Counts one get of the key with this hash and returns its new estimate.
     pub fn touch(&mut self, hash: u64) -> u32 {
+        self.add(hash, 1)
+    }
+
+    /// Counts `n` gets of the key with this hash at once (the XDP hits of its HOT copy, which
+    /// never reach user space one by one) and returns its new estimate.
+    pub fn add(&mut self, hash: u64, n: u32) -> u32 {
+        let n = u16::try_from(n).unwrap_or(u16::MAX);
         let slots = self.slots(hash);
         let min = slots.iter().map(|&i| self.counters[i]).min().unwrap_or(0);
-        let new = min.saturating_add(1);
+        let new = min.saturating_add(n);
         for i in slots {
             // Conservative update: counters already above the new estimate belong to other keys
             // as well and are left alone.
             self.counters[i] = self.counters[i].max(new);
         }
-        self.touches += 1;
+        self.touches = self.touches.saturating_add(u32::from(n));
         if self.touches >= self.sample_period {
             self.halve();
             // Every counter of this key was >= `new` and the smallest was `new`.

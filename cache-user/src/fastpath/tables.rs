@@ -132,10 +132,25 @@ impl HotTables {
     /// says so. Returns whether the item was written; the key it displaced (if any) is left in
     /// `evicted` (cleared first), so the caller can unmark it in its store. False also when a
     /// way changed under us (another shard's write): try again later.
+    #[cfg(test)]
     pub(crate) fn write(
         &self,
         f: &Fill<'_>,
         owner: Owner,
+        admit: impl FnOnce(u64, u32) -> bool,
+        evicted: &mut Vec<u8>,
+    ) -> bool {
+        self.write_scored(f, owner, |_, hits| hits, admit, evicted)
+    }
+
+    /// [`HotTables::write`], choosing the victim as the way with the lowest
+    /// `score(victim_hash, victim_hits)` (the promoter's popularity estimate) rather than the
+    /// fewest hits since the last scan, which are mostly zero for all but the hottest keys.
+    pub(crate) fn write_scored(
+        &self,
+        f: &Fill<'_>,
+        owner: Owner,
+        score: impl Fn(u64, u32) -> u32,
         admit: impl FnOnce(u64, u32) -> bool,
         evicted: &mut Vec<u8>,
     ) -> bool {
@@ -163,24 +178,30 @@ impl HotTables {
             text,
         };
         if small {
-            self.write_in(&self.small, f, &data, owner, admit, evicted)
+            self.write_in(&self.small, f, &data, owner, (score, admit), evicted)
         } else {
-            self.write_in(&self.large, f, &data, owner, admit, evicted)
+            self.write_in(&self.large, f, &data, owner, (score, admit), evicted)
         }
     }
 
-    fn write_in<const N: usize>(
+    /// `pick` is `write_scored`'s `(score, admit)`.
+    fn write_in<const N: usize, S, A>(
         &self,
         t: &Table<N>,
         f: &Fill<'_>,
         data: &SlotData<'_>,
         owner: Owner,
-        admit: impl FnOnce(u64, u32) -> bool,
+        (score, admit): (S, A),
         evicted: &mut Vec<u8>,
-    ) -> bool {
+    ) -> bool
+    where
+        S: Fn(u64, u32) -> u32,
+        A: FnOnce(u64, u32) -> bool,
+    {
         let now_ns = clock::monotonic_ns();
         let (mut same, mut free, mut dead) = (None, None, None);
-        let mut victim: Option<(u32, Snap, u32)> = None;
+        // (way, its snapshot, its hits, its score)
+        let mut victim: Option<(u32, Snap, u32, u32)> = None;
         for i in t.set_of(f.hash) {
             // A busy way is another shard's write in progress: never ours to take.
             let Some(s) = t.read(i, None) else { continue };
@@ -196,8 +217,9 @@ impl HotTables {
                 dead = dead.or(Some((i, s)));
             } else {
                 let h = t.hits(i).load(Ordering::Relaxed);
-                if victim.is_none_or(|(_, _, vh)| h < vh) {
-                    victim = Some((i, s, h));
+                let sc = score(khash(s.key()), h);
+                if victim.is_none_or(|(.., vs)| sc < vs) {
+                    victim = Some((i, s, h, sc));
                 }
             }
         }
@@ -205,7 +227,7 @@ impl HotTables {
             (Some((i, s)), ..) => (i, s, false),
             (None, Some((i, s)), ..) => (i, s, false),
             (None, None, Some((i, s)), _) => (i, s, true),
-            (None, None, None, Some((i, s, h))) if admit(khash(s.key()), h) => (i, s, true),
+            (None, None, None, Some((i, s, h, _))) if admit(khash(s.key()), h) => (i, s, true),
             _ => return false,
         };
         if !t.claim(i, s.seq) {
