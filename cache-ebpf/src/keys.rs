@@ -4,9 +4,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_loop, bpf_xdp_load_bytes},
     programs::XdpContext,
 };
-use cache_abi::{
-    counter::*, XdpConfig, FRAME_HEADER_LEN, HOT_KEY_MAX, XDP_KEYS_MAX,
-};
+use cache_abi::{counter::*, XdpConfig, FRAME_HEADER_LEN, HOT_KEY_MAX, XDP_KEYS_MAX};
 
 use crate::{
     maps::{BUCKETS, CONFIG, HOT_LARGE, HOT_SMALL, SCRATCH},
@@ -72,13 +70,16 @@ pub fn answer(
     }
     let (pos, cas) = if at(0) == b'g' && at(1) == b'e' && at(2) == b't' && at(3) == b' ' {
         (4, false)
-    } else if at(0) == b'g' && at(1) == b'e' && at(2) == b't' && at(3) == b's' && at(4) == b' '
-    {
+    } else if at(0) == b'g' && at(1) == b'e' && at(2) == b't' && at(3) == b's' && at(4) == b' ' {
         (5, true)
     } else {
         return Err(XDP_PASS_NOT_GET);
     };
-    let mtu = if frame.v6 { MTU_PAYLOAD_V6 } else { MTU_PAYLOAD_V4 };
+    let mtu = if frame.v6 {
+        MTU_PAYLOAD_V6
+    } else {
+        MTU_PAYLOAD_V4
+    };
     s.walk.start(Walk {
         pos: pos as u64,
         line: line as u64,
@@ -188,10 +189,28 @@ fn next_key(s: &mut Scratch, cfg: &XdpConfig) -> Result<bool, u32> {
     }
     let (cas, o, cap) = (s.walk.cas != 0, s.walk.o as usize, s.walk.cap as usize);
     let mut now = s.walk.now;
-    let got = match slot::copy(&HOT_SMALL, cfg.small_mask, s, hash, cas, o, cap, &mut now, cfg.epoch) {
-        Err(Miss::Absent) => {
-            slot::copy(&HOT_LARGE, cfg.large_mask, s, hash, cas, o, cap, &mut now, cfg.epoch)
-        }
+    let got = match slot::copy(
+        &HOT_SMALL,
+        cfg.small_mask,
+        s,
+        hash,
+        cas,
+        o,
+        cap,
+        &mut now,
+        cfg.epoch,
+    ) {
+        Err(Miss::Absent) => slot::copy(
+            &HOT_LARGE,
+            cfg.large_mask,
+            s,
+            hash,
+            cas,
+            o,
+            cap,
+            &mut now,
+            cfg.epoch,
+        ),
         other => other,
     };
     s.walk.now = now;

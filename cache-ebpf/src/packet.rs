@@ -82,7 +82,9 @@ pub fn parse(ctx: &XdpContext, port: u16) -> Result<Frame, u32> {
             let a: *const [u8; 4] = ptr_at(ctx, l3 + 12)?;
             // SAFETY: ptr_at checked the four bytes.
             let a = unsafe { *a };
-            src = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]];
+            src = [
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+            ];
             (l3 + 20, l3 + total, false)
         }
         ETH_P_IPV6 => {
@@ -93,9 +95,7 @@ pub fn parse(ctx: &XdpContext, port: u16) -> Result<Frame, u32> {
                 IPPROTO_UDP => {}
                 // Hop-by-hop, routing, fragment, destination options, AH, ESP, mobility, HIP,
                 // shim6: extension headers go up.
-                0 | 43 | 44 | 60 | 51 | 50 | 135 | 139 | 140 => {
-                    return Err(XDP_PASS_IP_OPTIONS)
-                }
+                0 | 43 | 44 | 60 | 51 | 50 | 135 | 139 | 140 => return Err(XDP_PASS_IP_OPTIONS),
                 _ => return Err(XDP_PASS_NOT_IP_UDP),
             }
             let payload = be16(ctx, l3 + 4)? as usize;

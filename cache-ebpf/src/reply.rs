@@ -189,7 +189,12 @@ fn grow_at_head(
 ) -> Result<(), u32> {
     // SAFETY: `hdr` holds 136 bytes and `hdr_len` is at most 66.
     let r = unsafe {
-        bpf_xdp_load_bytes(ctx.ctx, 0, s.hdr.as_mut_ptr().cast(), (hdr_len & HDR_MASK) as u32)
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            0,
+            s.hdr.as_mut_ptr().cast(),
+            (hdr_len & HDR_MASK) as u32,
+        )
     };
     if r != 0 {
         return Err(XDP_PASS_TRUNCATED);

@@ -94,7 +94,11 @@ impl Scratch {
     pub fn key_len(&self) -> usize {
         // SAFETY: a plain u64 field of this CPU's scratch.
         let len = unsafe { core::ptr::read_volatile(&self.walk.key_len) } as usize;
-        if len > cache_abi::HOT_KEY_MAX { cache_abi::HOT_KEY_MAX } else { len }
+        if len > cache_abi::HOT_KEY_MAX {
+            cache_abi::HOT_KEY_MAX
+        } else {
+            len
+        }
     }
 
     /// The current key's offset in `req`.

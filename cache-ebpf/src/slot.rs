@@ -38,7 +38,10 @@ unsafe fn load8(p: *const u8) -> u64 {
 /// Looks `key` up in `table` and, on a live match, appends its reply (with ` <cas>` when `cas`)
 /// to `s.out` at `at`, at most `cap` bytes in all, and checks the slot did not change meanwhile.
 #[inline(always)]
-#[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename them")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
 pub fn copy<const N: usize>(
     table: &Array<HotSlot<N>>,
     set_mask: u32,
@@ -126,7 +129,11 @@ unsafe fn same_key<const N: usize>(p: *const HotSlot<N>, s: &Scratch) -> bool {
             return false;
         }
         let rem = len - off;
-        let mask = if rem >= 8 { u64::MAX } else { (1u64 << (rem * 8)) - 1 };
+        let mask = if rem >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (rem * 8)) - 1
+        };
         // SAFETY: `(at + off) & REQ_MASK` + 8 is inside `req` (8 bytes of slack); the text
         // offset was bounded just above.
         let (a, b) = unsafe {

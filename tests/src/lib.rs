@@ -7,6 +7,7 @@
 //! from `KCACHE_BIN` or the workspace's `target/debug/kcache`, built once per test process.
 //! The model test (`tests/model.rs`) uses none of this: it drives `cache-core` in memory.
 
+pub mod buckets;
 pub mod conn;
 pub mod kcache;
 pub mod reply;

@@ -276,3 +276,39 @@ pub fn stats(conn: &mut Conn) -> Result<std::collections::HashMap<String, u64>> 
         })
         .collect())
 }
+
+/// How long a UDP request may wait for its answer on a test bed.
+pub const UDP_WAIT: Duration = Duration::from_millis(500);
+
+/// `get <key>` over UDP, the reply reassembled.
+pub fn udp_get(udp: &mut crate::udp::Udp, key: &str) -> Result<Vec<u8>> {
+    let d = udp.request(format!("get {key}\r\n").as_bytes(), UDP_WAIT)?;
+    crate::udp::reassemble(&d)
+}
+
+/// How much stat `k` grew from `a` to `b`.
+pub fn delta(
+    a: &std::collections::HashMap<String, u64>,
+    b: &std::collections::HashMap<String, u64>,
+    k: &str,
+) -> u64 {
+    b.get(k).copied().unwrap_or(0) - a.get(k).copied().unwrap_or(0)
+}
+
+/// Gets `key` over UDP (checking the reply is `want`) until XDP answers it (its `xdp_hit`
+/// moves), for at most 5 s.
+pub fn until_hot(udp: &mut crate::udp::Udp, tcp: &mut Conn, key: &str, want: &[u8]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let before = stats(tcp)?;
+        let got = udp_get(udp, key)?;
+        anyhow::ensure!(got == want, "get {key}: {}", crate::show(&got, 200));
+        if delta(&before, &stats(tcp)?, "xdp_hit") == 1 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{key} was never answered by XDP");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}

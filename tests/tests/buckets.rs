@@ -14,34 +14,14 @@ use std::{
 };
 
 use anyhow::{bail, ensure, Context, Result};
-use cache_core::bucket::{vbucket, Refusal};
+use cache_core::bucket::vbucket;
 use kcache_tests::{
+    buckets::{key, refusal, HALF},
     kcache,
     server::free_port,
     udp::{reassemble, Udp},
     Conn, Target,
 };
-
-/// Node 0 owns the lower half of the buckets.
-const HALF: &str = "epoch 3\nnode 0 0-8191\nnode 1 8192-16383\n";
-
-/// A key whose vbucket is below 8192 (`low`) or not, with a prefix.
-fn key(prefix: &str, low: bool) -> String {
-    (0..)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|k| (vbucket(k.as_bytes()) < 8192) == low)
-        .unwrap_or_default()
-}
-
-fn refusal(key: &str, epoch: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    Refusal {
-        vbucket: vbucket(key.as_bytes()),
-        epoch,
-    }
-    .encode(&mut out);
-    out
-}
 
 /// `kcache serve` on loopback, TCP and UDP, with a bucket map; killed on drop.
 struct Node {

@@ -4,43 +4,21 @@
 //! and keys still owned become hot again under the new epoch. Needs root; fails loudly without it.
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, ensure, Context, Result};
-use cache_core::bucket::{vbucket, Refusal};
+use anyhow::{ensure, Context, Result};
+use cache_core::bucket::vbucket;
 use kcache_tests::{
+    buckets::{key, refusal, HALF},
     show,
-    testbed::{stats, Testbed},
-    udp::{reassemble, Udp},
+    testbed::{delta, stats, udp_get, until_hot, Testbed},
+    udp::Udp,
     Conn,
 };
-
-const WAIT: Duration = Duration::from_millis(500);
-/// Node 0 owns the lower half of the buckets.
-const HALF: &str = "epoch 3\nnode 0 0-8191\nnode 1 8192-16383\n";
-
-/// A key whose vbucket is below 8192 (`low`) or not.
-fn key(prefix: &str, low: bool) -> String {
-    (0..)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|k| (vbucket(k.as_bytes()) < 8192) == low)
-        .unwrap_or_default()
-}
-
-fn refusal(key: &str, epoch: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    Refusal {
-        vbucket: vbucket(key.as_bytes()),
-        epoch,
-    }
-    .encode(&mut out);
-    out
-}
 
 /// A directory of this test's own holding the map file, removed on drop.
 struct MapDir(PathBuf);
@@ -70,32 +48,6 @@ impl MapDir {
 impl Drop for MapDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn udp_get(udp: &mut Udp, key: &str) -> Result<Vec<u8>> {
-    let d = udp.request(format!("get {key}\r\n").as_bytes(), WAIT)?;
-    reassemble(&d)
-}
-
-fn delta(a: &HashMap<String, u64>, b: &HashMap<String, u64>, k: &str) -> u64 {
-    b.get(k).copied().unwrap_or(0) - a.get(k).copied().unwrap_or(0)
-}
-
-/// Gets `key` over UDP until XDP answers it (its hit counter moves), at most 5 s.
-fn until_hot(udp: &mut Udp, tcp: &mut Conn, key: &str, want: &[u8]) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let before = stats(tcp)?;
-        let got = udp_get(udp, key)?;
-        ensure!(got == want, "get {key}: {}", show(&got, 200));
-        if delta(&before, &stats(tcp)?, "xdp_hit") == 1 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{key} was never answered by XDP");
-        }
-        thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -10,47 +10,18 @@ use std::{
         Arc,
     },
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use kcache_tests::{
     show,
-    testbed::{stats, Testbed},
+    testbed::{delta, stats, udp_get, until_hot, Testbed},
     udp::{reassemble, Udp},
     Conn,
 };
 
-const WAIT: Duration = Duration::from_millis(500);
-
-fn udp_get(udp: &mut Udp, key: &str) -> Result<Vec<u8>> {
-    let d = udp.request(format!("get {key}\r\n").as_bytes(), WAIT)?;
-    reassemble(&d)
-}
-
-fn delta(
-    a: &std::collections::HashMap<String, u64>,
-    b: &std::collections::HashMap<String, u64>,
-    k: &str,
-) -> u64 {
-    b.get(k).copied().unwrap_or(0) - a.get(k).copied().unwrap_or(0)
-}
-
-/// Gets `key` over UDP until XDP answers it (its hit counter moves), at most 3 s.
-fn until_hot(udp: &mut Udp, tcp: &mut Conn, key: &str, want: &[u8]) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let before = stats(tcp)?;
-        let got = udp_get(udp, key)?;
-        ensure!(got == want, "get {key}: {}", show(&got, 200));
-        if delta(&before, &stats(tcp)?, "xdp_hit") == 1 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{key} was never answered by XDP");
-        }
-    }
-}
+const WAIT: Duration = kcache_tests::testbed::UDP_WAIT;
 
 #[test]
 fn hits_in_xdp_misses_in_engine_strangers_dropped() -> Result<()> {
