@@ -4,13 +4,17 @@ use aya_ebpf::{
     helpers::generated::{bpf_loop, bpf_xdp_load_bytes},
     programs::XdpContext,
 };
-use cache_abi::{counter::*, XdpConfig, FRAME_HEADER_LEN, HOT_KEY_MAX, XDP_KEYS_MAX};
+use cache_abi::{
+    counter::*,
+    csum::{combine, fold},
+    XdpConfig, FRAME_HEADER_LEN, HOT_KEY_MAX, XDP_KEYS_MAX,
+};
 
 use crate::{
     maps::{BUCKETS, CONFIG, HOT_LARGE, HOT_SMALL, SCRATCH},
     packet::{ptr_at, Frame},
     scratch::{Scratch, Walk, OUT_MASK, REQ_MASK},
-    slot::{self, combine, fold, Miss},
+    slot::{self, Miss},
 };
 
 const ONES: u64 = 0x0101_0101_0101_0101;

@@ -13,12 +13,12 @@ use aya_ebpf::{
     },
     programs::XdpContext,
 };
-use cache_abi::counter::{XDP_PASS_NO_ROOM, XDP_PASS_TRUNCATED};
-
-use crate::{
-    scratch::{Scratch, HDR_MASK, OUT_MASK},
-    slot::{combine, fold},
+use cache_abi::{
+    counter::{XDP_PASS_NO_ROOM, XDP_PASS_TRUNCATED},
+    csum::{combine, fold},
 };
+
+use crate::scratch::{Scratch, HDR_MASK, OUT_MASK};
 
 const TTL: u8 = 64;
 

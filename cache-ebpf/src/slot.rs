@@ -3,7 +3,7 @@
 use core::ptr::{addr_of, read_volatile};
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel, maps::Array};
-use cache_abi::{HotSlot, HOT_WAYS, SLOT_LIVE, TEXT_KEY_AT};
+use cache_abi::{csum::combine, HotSlot, HOT_WAYS, SLOT_LIVE, TEXT_KEY_AT};
 
 use crate::scratch::{Scratch, OUT_MASK, REQ_MASK};
 
@@ -214,21 +214,4 @@ unsafe fn read_into(s: &mut Scratch, at: usize, len: usize, src: *const u8) {
     unsafe {
         bpf_probe_read_kernel(dst.cast(), (len & OUT_MASK) as u32, src.cast());
     }
-}
-
-/// Adds a part's sum to a ones' complement accumulator; a part at an odd offset contributes
-/// its sum byte-swapped (RFC 1071 §2(B)). Same arithmetic as cache-core's `hot::combine`.
-#[inline(always)]
-pub fn combine(acc: u32, part: u16, odd: bool) -> u32 {
-    let v = if odd { part.swap_bytes() } else { part } as u32;
-    let (s, carry) = acc.overflowing_add(v);
-    s + carry as u32
-}
-
-/// Folds an accumulator to 16 bits (not complemented).
-#[inline(always)]
-pub fn fold(mut acc: u32) -> u16 {
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc as u16
 }

@@ -7,6 +7,7 @@
 //!
 //! - [`hot`]: the HOT tables (set-associative, mmapped), the replies XDP answers `get` with.
 //! - [`config`]: the program's settings and the source allowlist key.
+//! - [`csum`]: the ones' complement sums both sides compute the UDP checksum with.
 //! - [`bucket`]: the bucket map (vbucket → `BucketEntry`), which says whether this node owns a key.
 //! - [`counter`]: indexes into the per-CPU counter array.
 //!
@@ -18,6 +19,7 @@
 pub mod bucket;
 pub mod config;
 pub mod counter;
+pub mod csum;
 pub mod hot;
 #[cfg(feature = "user")]
 mod pod;
