@@ -96,7 +96,6 @@ pub fn answer(
         err: 0,
         key_at: 0,
         key_len: 0,
-        key_hash: 0,
         vlan: (frame.l3 == 18) as u64,
         v6: frame.v6 as u64,
         tick: 0,
@@ -187,7 +186,6 @@ fn next_key(s: &mut Scratch, cfg: &XdpConfig) -> Result<bool, u32> {
     s.walk.key_at = pos as u64;
     s.walk.key_len = len as u64;
     let hash = khash(s);
-    s.walk.key_hash = hash;
     match BUCKETS.get((hash >> 50) as u32) {
         Some(b) if b.owner == cfg.node && b.epoch == cfg.epoch => {}
         _ => return Err(XDP_PASS_BUCKET_NOT_OWNED),

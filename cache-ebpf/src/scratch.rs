@@ -1,9 +1,9 @@
 //! Per-CPU working memory: the BPF stack has 512 bytes, a request and its answer need more.
 //!
 //! ```text
-//!  0                      2056                     6152           6288        6408
+//!  0                      2056                     6152           6288        6400
 //!  +----------------------+------------------------+--------------+-----------+
-//!  | req [u8; 2056]       | out [u8; 4096]         | hdr [u8;136] | walk(120) |
+//!  | req [u8; 2056]       | out [u8; 4096]         | hdr [u8;136] | walk(112) |
 //!  +----------------------+------------------------+--------------+-----------+
 //! ```
 //!
@@ -48,11 +48,10 @@ pub struct Walk {
     pub n: u64,
     /// 0, or the pass reason + 1 that ended the walk.
     pub err: u64,
-    /// The key being answered: offset in `req`, length, kcache hash. Loops read these afresh
-    /// (see [`Scratch::key_len`]) so the ranges a loop's exit test narrows die with the loop.
+    /// The key being answered: offset in `req` and length. Loops read these afresh (see
+    /// [`Scratch::key_len`]) so the ranges a loop's exit test narrows die with the loop.
     pub key_at: u64,
     pub key_len: u64,
-    pub key_hash: u64,
     /// The frame's shape, for the reply: 1 if it has a VLAN tag, 1 if IPv6. Kept here rather
     /// than in registers so the verifier checks the walk once, not once per shape.
     pub vlan: u64,
@@ -80,7 +79,6 @@ impl Walk {
             core::ptr::write_volatile(&mut self.err, w.err);
             core::ptr::write_volatile(&mut self.key_at, w.key_at);
             core::ptr::write_volatile(&mut self.key_len, w.key_len);
-            core::ptr::write_volatile(&mut self.key_hash, w.key_hash);
             core::ptr::write_volatile(&mut self.vlan, w.vlan);
             core::ptr::write_volatile(&mut self.v6, w.v6);
         }
