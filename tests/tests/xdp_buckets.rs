@@ -15,7 +15,7 @@ use cache_core::bucket::vbucket;
 use kcache_tests::{
     buckets::{key, refusal, HALF},
     show,
-    testbed::{delta, stats, udp_get, until_hot, Testbed},
+    testbed::{delta, stats, udp_get, until_hot, BedServer, Testbed},
     udp::Udp,
     Conn,
 };
@@ -71,20 +71,22 @@ fn refused_via_pass(udp: &mut Udp, tcp: &mut Conn, key: &str, epoch: u64) -> Res
     Ok(())
 }
 
+/// Test bed `net` with kcache serving on port 11300 + `net`, with XDP and the map `HALF` (in a
+/// directory named after `name`). Bound in this order so the server stops before the bed goes.
+fn with_map(net: u8, name: &str) -> Result<(Testbed, MapDir, BedServer)> {
+    let bed = Testbed::up(net)?;
+    let map = MapDir::new(name, HALF)?;
+    let path = map.path().to_string_lossy().into_owned();
+    let server = bed.serve(
+        11300 + u16::from(net),
+        &["--xdp", &bed.server_if, "--bucket-map", &path],
+    )?;
+    Ok((bed, map, server))
+}
+
 #[test]
 fn xdp_answers_owned_buckets_only() -> Result<()> {
-    let bed = Testbed::up(21)?;
-    let map = MapDir::new("owned", HALF)?;
-    let path = map.path();
-    let server = bed.serve(
-        11321,
-        &[
-            "--xdp",
-            &bed.server_if,
-            "--bucket-map",
-            &path.to_string_lossy(),
-        ],
-    )?;
+    let (bed, _map, server) = with_map(21, "owned")?;
     let (addr, client) = (server.addr, bed.client_v4);
     let r = bed.in_client(move || -> Result<()> {
         let mut tcp = Conn::connect(addr)?;
@@ -105,18 +107,7 @@ fn xdp_answers_owned_buckets_only() -> Result<()> {
 
 #[test]
 fn sighup_takes_a_hot_bucket_away_from_xdp() -> Result<()> {
-    let bed = Testbed::up(22)?;
-    let map = MapDir::new("reload", HALF)?;
-    let path = map.path();
-    let server = bed.serve(
-        11322,
-        &[
-            "--xdp",
-            &bed.server_if,
-            "--bucket-map",
-            &path.to_string_lossy(),
-        ],
-    )?;
+    let (bed, map, server) = with_map(22, "reload")?;
     let (addr, client) = (server.addr, bed.client_v4);
     let (a, c) = (key("hot", true), key("stay", true));
     let vb = vbucket(a.as_bytes());

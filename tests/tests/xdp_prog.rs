@@ -217,70 +217,30 @@ fn oversize_replies_go_up() {
 fn odd_packets_go_up() {
     let p = loaded();
     let line = b"get foo\r\n";
-    pass(
-        &p,
-        Shape {
-            ip_options: 1,
-            ..Shape::default()
-        },
-        line,
-        XDP_PASS_IP_OPTIONS,
-    );
-    pass(
-        &p,
-        Shape {
-            frag: 0x2000,
-            ..Shape::default()
-        },
-        line,
-        XDP_PASS_FRAGMENT,
-    );
-    pass(
-        &p,
-        Shape {
-            frag: 0x0010,
-            ..Shape::default()
-        },
-        line,
-        XDP_PASS_FRAGMENT,
-    );
-    pass(
-        &p,
-        Shape {
-            v6: true,
-            v6_next: Some(0),
-            ..Shape::default()
-        },
-        line,
-        XDP_PASS_IP_OPTIONS,
-    );
-    pass(
-        &p,
-        Shape {
-            cut: 3,
-            ..Shape::default()
-        },
-        line,
-        XDP_PASS_TRUNCATED,
-    );
-    pass(
-        &p,
-        Shape {
-            udp_len_skew: 2,
-            ..Shape::default()
-        },
-        line,
-        XDP_PASS_TRUNCATED,
-    );
-    pass(
-        &p,
-        Shape {
-            udp_len_skew: -2,
-            ..Shape::default()
-        },
-        line,
-        XDP_PASS_TRUNCATED,
-    );
+    let shape = |edit: fn(&mut Shape)| {
+        let mut s = Shape::default();
+        edit(&mut s);
+        s
+    };
+    let cases = [
+        // IPv4 options.
+        (shape(|s| s.ip_options = 1), XDP_PASS_IP_OPTIONS),
+        // A first fragment (MF set) and a later one (offset set).
+        (shape(|s| s.frag = 0x2000), XDP_PASS_FRAGMENT),
+        (shape(|s| s.frag = 0x0010), XDP_PASS_FRAGMENT),
+        // An IPv6 extension header (hop-by-hop).
+        (
+            shape(|s| (s.v6, s.v6_next) = (true, Some(0))),
+            XDP_PASS_IP_OPTIONS,
+        ),
+        // A frame cut short, and UDP lengths longer and shorter than the IP length.
+        (shape(|s| s.cut = 3), XDP_PASS_TRUNCATED),
+        (shape(|s| s.udp_len_skew = 2), XDP_PASS_TRUNCATED),
+        (shape(|s| s.udp_len_skew = -2), XDP_PASS_TRUNCATED),
+    ];
+    for (shape, counter) in cases {
+        pass(&p, shape, line, counter);
+    }
     // No end of line, and a second command after the first line.
     pass(&p, Shape::default(), b"get foo", XDP_PASS_TRUNCATED);
     pass(
