@@ -149,15 +149,6 @@ impl Fastpath {
         &self.counters
     }
 
-    /// Sets one vbucket's owner in `BUCKETS` (for the cluster code).
-    #[expect(dead_code, reason = "the cluster code's entry point; no caller yet")]
-    pub(crate) fn set_bucket(&mut self, vbucket: u32, owner: u32, epoch: u32) -> Result<()> {
-        let mut b: Array<_, BucketEntry> =
-            Array::try_from(self.ebpf.map_mut("BUCKETS").context("no map BUCKETS")?)?;
-        b.set(vbucket, BucketEntry { owner, epoch }, 0)
-            .with_context(|| format!("setting vbucket {vbucket}"))
-    }
-
     /// Moves XDP to `map`: first the epoch (from then on nothing of the old epoch is served),
     /// then every `BUCKETS` entry (each servable again once it carries the new epoch), so every
     /// step, and a failure between any two, only passes more gets up (`engine/reload.rs`).
