@@ -100,20 +100,35 @@ pub(crate) fn wait_idle(below_pct: f64, max: Duration) -> Result<Idle> {
 /// `(busy, total)` ticks over all CPUs from /proc/stat; busy is user + nice + system + irq +
 /// softirq + steal, total adds idle and iowait.
 fn stat() -> Result<(u64, u64)> {
-    let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    parse_stat(&stat).context("no cpu line in /proc/stat")
+    parse_stat(&proc_stat()?).context("no cpu line in /proc/stat")
+}
+
+/// The softirq column of /proc/stat's `cpu` line, in USER_HZ ticks (100 a second).
+pub(crate) fn softirq_ticks() -> Result<u64> {
+    let cpu = cpu_line(&proc_stat()?).context("no cpu line in /proc/stat")?;
+    Ok(cpu.get(6).copied().unwrap_or(0))
+}
+
+fn proc_stat() -> Result<String> {
+    fs::read_to_string("/proc/stat").context("reading /proc/stat")
 }
 
 fn parse_stat(stat: &str) -> Option<(u64, u64)> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let f: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map_while(|v| v.parse().ok())
-        .collect();
+    let f = cpu_line(stat)?;
     let get = |i: usize| f.get(i).copied().unwrap_or(0);
     let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
     Some((busy, busy + get(3) + get(4)))
+}
+
+/// The tick columns of the `cpu` line (all CPUs): user nice system idle iowait irq softirq ...
+fn cpu_line(stat: &str) -> Option<Vec<u64>> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    Some(
+        line.split_whitespace()
+            .skip(1)
+            .map_while(|v| v.parse().ok())
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -125,6 +140,8 @@ mod tests {
         // user nice system idle iowait irq softirq steal guest guest_nice
         let stat = "cpu  10 1 5 1000 7 2 3 4 0 0\ncpu0 5 0 2 500 3 1 1 2 0 0\n";
         assert_eq!(parse_stat(stat), Some((25, 1032)));
+        // The softirq column, as the XDP scenario reads it.
+        assert_eq!(cpu_line(stat).map(|c| c[6]), Some(3));
         assert_eq!(parse_stat("intr 1 2 3\n"), None);
     }
 }

@@ -218,9 +218,9 @@ fn run_one(
     let mut cmd = client(a, kcache, &server, a.duration, 1 + repeat);
     cmd.args(["--no-populate", "--json"]).arg(&json);
     let before = server.stats()?;
-    let softirq0 = softirq_ticks()?;
+    let softirq0 = machine::softirq_ticks()?;
     step::run(&format!("{label}: measure"), &mut cmd)?;
-    let softirq1 = softirq_ticks()?;
+    let softirq1 = machine::softirq_ticks()?;
     let after = server.stats()?;
     drop(server);
 
@@ -278,14 +278,4 @@ fn client(a: &BenchArgs, kcache: &Path, server: &BedServer, secs: f64, seed: usi
     .args(["--seed", &seed.to_string()])
     .args(LOAD);
     cmd
-}
-
-/// The softirq column of /proc/stat's `cpu` line, in USER_HZ ticks (100 a second).
-fn softirq_ticks() -> Result<u64> {
-    let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    Ok(stat
-        .lines()
-        .find(|l| l.starts_with("cpu "))
-        .and_then(|l| l.split_whitespace().nth(7)?.parse().ok())
-        .unwrap_or(0))
 }
