@@ -115,19 +115,21 @@ impl Ownership {
     /// `Ok` if the key with this [`khash`] is ours, else its refusal.
     #[inline]
     pub(crate) fn check(&self, hash: u64) -> Result<(), Refusal> {
-        if self.whole || self.owns_vbucket(vbucket_of(hash)) {
+        let vbucket = vbucket_of(hash);
+        if self.owns_vbucket(vbucket) {
             Ok(())
         } else {
             Err(Refusal {
-                vbucket: vbucket_of(hash),
+                vbucket,
                 epoch: self.map.epoch(),
             })
         }
     }
 
-    /// Whether a key of a split multiget part may still be read here (see the module docs).
-    pub(crate) fn keep(&self, key: &[u8]) -> bool {
-        self.whole || self.check(khash(key)).is_ok()
+    /// Whether the key with this [`khash`] of a split multiget part may still be read here (see
+    /// the module docs). Takes the hash so the store reuses it for the read.
+    pub(crate) fn keep(&self, hash: u64) -> bool {
+        self.check(hash).is_ok()
     }
 
     /// The verdict on `req`. `hash` is the key's hash for a request naming one key (route.rs
@@ -280,11 +282,11 @@ mod tests {
             verdict(&own, &format!("get {}\r\n", key(false))),
             Verdict::Run
         );
-        assert!(own.keep(b"anything"));
+        assert!(own.keep(khash(b"anything")));
         // Someone else's map owns nothing here.
         let other = Ownership::new(half().map().clone(), 9);
         assert_eq!(other.owned(), 0);
-        assert!(!other.keep(key(true).as_bytes()));
+        assert!(!other.keep(khash(key(true).as_bytes())));
     }
 
     #[test]

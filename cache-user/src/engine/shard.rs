@@ -1166,12 +1166,14 @@ fn run_keys(
     now: u32,
 ) -> Vec<u8> {
     let mut out = Vec::new();
-    let keys = keys.split(|&b| b == b' ').filter(|k| !k.is_empty());
-    for k in keys.filter(|k| own.keep(k)) {
+    for k in keys.split(|&b| b == b' ').filter(|k| !k.is_empty()) {
+        // Hashed once: the ownership check and the store's lookup share it.
+        let key = Key::new(k);
+        if !own.keep(key.hash) {
+            continue;
+        }
         match kind {
-            GetKind::Get { cas, touch } => {
-                exec::get_key(store, cas, touch, Key::new(k), now, &mut out)
-            }
+            GetKind::Get { cas, touch } => exec::get_key(store, cas, touch, key, now, &mut out),
             GetKind::Lease => exec::lease_key(store, k, now, &mut out),
         }
     }
