@@ -55,7 +55,7 @@ pub(crate) fn route(req: &Request<'_>, me: usize, shards: usize) -> (Route, Opti
             }
         }
         Request::LeaseGet(keys) => return whole(multi(keys.iter(), me, shards)),
-        Request::FlushAll { .. } if shards > 1 => return whole(Route::All),
+        Request::FlushAll { .. } => return whole(Route::All),
         Request::Stats(_) => return whole(Route::Stats),
         _ => return whole(Route::Local),
     };

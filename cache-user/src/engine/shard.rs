@@ -250,7 +250,8 @@ impl Shard {
     }
 
     /// A `flush_all [delay]` taken by this shard, before any shard applies it: empties the HOT
-    /// tables and holds promotions until the flush time.
+    /// tables, holds promotions until the flush time, and counts the flush this shard's store is
+    /// about to apply.
     fn hot_flush(&mut self, delay: i32) {
         if let Some(h) = self.hot.as_mut() {
             let quiet = if delay > 0 {
@@ -259,6 +260,7 @@ impl Shard {
                 0
             };
             h.tables().flush(quiet);
+            h.flush_applied();
         }
     }
 
@@ -730,19 +732,15 @@ impl Shard {
             gen,
         };
         let (route, hash) = route(req, self.id, self.n);
-        let verdict = self.own.verdict(req, hash);
-        if verdict != Verdict::Run {
-            if let Some(c) = self.conns[idx as usize].as_mut() {
-                verdict.answer(&mut self.counters, c.reply_buf());
-            }
-            return false;
-        }
-        if let Request::FlushAll { delay, .. } = req {
-            // Before any shard's store applies it (this one's runs below, the others' on
-            // their `Msg::Flush`).
-            self.hot_flush(*delay);
-            if let Some(h) = self.hot.as_mut() {
-                h.flush_applied();
+        // A request routed to another shard is checked there, by the shard that stores its key
+        // (`own.rs`); `All` and `Stats` name no key.
+        if matches!(route, Route::Local | Route::Split) {
+            let verdict = self.own.verdict(req, hash);
+            if verdict != Verdict::Run {
+                if let Some(c) = self.conns[idx as usize].as_mut() {
+                    verdict.answer(&mut self.counters, c.reply_buf());
+                }
+                return false;
             }
         }
         match route {
@@ -783,6 +781,9 @@ impl Shard {
             }
             Route::All => {
                 if let Request::FlushAll { delay, .. } = req {
+                    // Before any shard's store applies it (this one's runs below, the others'
+                    // on their `Msg::Flush`).
+                    self.hot_flush(*delay);
                     for s in 0..self.n {
                         if s != self.id {
                             self.shared.mailboxes[s].send(Msg::Flush { delay: *delay });
