@@ -589,16 +589,7 @@ fn run_one(a: &BenchArgs, sc: &Scenario, server: &Server, repeat: usize) -> Resu
         a.repeat
     );
     let idle = machine::wait_idle(a.idle_below, Duration::from_secs(a.idle_wait))?;
-    println!(
-        "\n{name}: machine {:.1}% busy after {:.0} s of waiting{}",
-        idle.busy_pct,
-        idle.waited_s,
-        if idle.reached {
-            ""
-        } else {
-            " (gave up waiting: NOT idle)"
-        }
-    );
+    println!("\n{name}: {idle}");
     let json =
         PathBuf::from(OUT_DIR).join(format!("run-{}-{}-{repeat}.json", sc.name, server.name));
     let mut cmd = bench_command(a, server, sc, a.duration, a.warmup);

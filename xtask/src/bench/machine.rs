@@ -76,6 +76,22 @@ pub(crate) struct Idle {
     pub(crate) reached: bool,
 }
 
+impl std::fmt::Display for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "machine {:.1}% busy after {:.0} s of waiting{}",
+            self.busy_pct,
+            self.waited_s,
+            if self.reached {
+                ""
+            } else {
+                " (gave up waiting: NOT idle)"
+            }
+        )
+    }
+}
+
 /// Waits until the machine's busy CPU over one second is below `below_pct` percent, or `max`.
 pub(crate) fn wait_idle(below_pct: f64, max: Duration) -> Result<Idle> {
     let start = Instant::now();

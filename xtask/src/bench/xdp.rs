@@ -198,16 +198,7 @@ fn run_one(
     step::header(&label);
     let server = BedServer::start(name, kcache, shape, port, out)?;
     let idle = machine::wait_idle(a.idle_below, Duration::from_secs(a.idle_wait))?;
-    println!(
-        "{label}: machine {:.1}% busy after {:.0} s of waiting{}",
-        idle.busy_pct,
-        idle.waited_s,
-        if idle.reached {
-            ""
-        } else {
-            " (gave up waiting: NOT idle)"
-        }
-    );
+    println!("{label}: {idle}");
     let tag = format!("{}-{repeat}", name.replace('+', "-"));
     let prime = out.join(format!("xdp-prime-{tag}.json"));
     let mut cmd = client(a, kcache, &server, PRIME_SECS, 1000 + repeat);
