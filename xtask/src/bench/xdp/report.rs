@@ -9,14 +9,15 @@ use super::{
     cost::{Cost, Costs, COST_COMMAND, COST_RUNS},
     ABOUT, PRIME_SECS, TARGET_HIT_NS, TARGET_RATIO, TARGET_SHARE,
 };
-use crate::bench::table::{middle, Figures};
+use crate::bench::table::{self, middle, Figures};
 
 /// A run's figures from the client's report, the server's counter deltas over the measured
 /// window and /proc/stat's softirq seconds over it.
 pub(super) fn figures(report: &Value, delta: &Value, softirq_s: f64) -> Figures {
     let num = |ptr: &str| report.pointer(ptr).and_then(Value::as_f64);
     let stat = |k: &str| delta.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-    let mut f = Figures::new();
+    // The loopback scenarios' figures, and what this one adds.
+    let mut f = table::figures(report);
     let mut put = |k: &'static str, v: Option<f64>| {
         if let Some(v) = v.filter(|v| v.is_finite()) {
             f.insert(k, v);
@@ -25,16 +26,6 @@ pub(super) fn figures(report: &Value, delta: &Value, softirq_s: f64) -> Figures 
     let ops = num("/counts/ops");
     let machine = num("/cpu/machine_busy_s");
     let server = num("/cpu/server_s");
-    put("ops_per_sec", num("/ops_per_sec"));
-    put("p50_us", num("/latency_us/p50"));
-    put("p99_us", num("/latency_us/p99"));
-    put("p999_us", num("/latency_us/p999"));
-    put("udp_lost", num("/counts/udp_lost"));
-    put("errors", num("/counts/errors"));
-    put("hit_rate", num("/hit_rate"));
-    put("server_cpu_s", server);
-    put("client_cpu_s", num("/cpu/client_s"));
-    put("other_cpu_s", num("/cpu/other_s"));
     put("steal_s", num("/cpu/steal_s"));
     put("machine_cpu_s", machine);
     put("softirq_s", Some(softirq_s));
