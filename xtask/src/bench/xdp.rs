@@ -20,18 +20,13 @@
 //! and ops per machine CPU-second is the fair figure; `softirq_s` shows what /proc/stat's softirq
 //! column saw.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{fs, path::Path, process::Command, time::Duration};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use self::bed::{Bed, BedServer, Shape, SERVERS};
+use self::bed::{Bed, BedServer, SERVERS};
 use super::{machine, table::Figures, BenchArgs, KCACHE, OUT_DIR};
 use crate::{step, testbed};
 
@@ -95,12 +90,6 @@ struct XdpRun {
 /// Runs the scenario; returns the markdown section and the raw results.
 pub(super) fn run(a: &BenchArgs, commit: &str, date: &str) -> Result<(String, Value)> {
     let kcache = fs::canonicalize(KCACHE).with_context(|| format!("finding {KCACHE}"))?;
-    let shape = Shape {
-        cpus: a.server_cpus.clone(),
-        threads: a.threads,
-        memory_mb: a.memory_mb,
-    };
-    let out = PathBuf::from(OUT_DIR);
     let runs = {
         // Taken down when this block ends, whichever way.
         let _bed = Bed::up(&kcache)?;
@@ -110,9 +99,7 @@ pub(super) fn run(a: &BenchArgs, commit: &str, date: &str) -> Result<(String, Va
             for i in 0..SERVERS.len() {
                 let s = (i + repeat) % SERVERS.len();
                 let port = PORT + s as u16;
-                runs.push(quietest(
-                    a, &kcache, &shape, SERVERS[s], port, repeat, &out,
-                )?);
+                runs.push(quietest(a, &kcache, SERVERS[s], port, repeat)?);
             }
         }
         runs
@@ -154,17 +141,15 @@ pub(super) fn run(a: &BenchArgs, commit: &str, date: &str) -> Result<(String, Va
 fn quietest(
     a: &BenchArgs,
     kcache: &Path,
-    shape: &Shape,
     name: &'static str,
     port: u16,
     repeat: usize,
-    out: &Path,
 ) -> Result<XdpRun> {
     let other = |r: &XdpRun| r.figures.get("other_cpu_s").copied().unwrap_or(f64::MAX);
     let limit = NOISY_OTHER_PER_S * a.duration;
     let mut best: Option<XdpRun> = None;
     for attempt in 1..=ATTEMPTS {
-        let mut run = run_one(a, kcache, shape, name, port, repeat, out)?;
+        let mut run = run_one(a, kcache, name, port, repeat)?;
         run.attempts = attempt;
         let quiet = other(&run) <= limit;
         if !quiet {
@@ -188,18 +173,17 @@ fn quietest(
 fn run_one(
     a: &BenchArgs,
     kcache: &Path,
-    shape: &Shape,
     name: &'static str,
     port: u16,
     repeat: usize,
-    out: &Path,
 ) -> Result<XdpRun> {
     let label = format!("xdp: {name} (run {} of {})", repeat + 1, a.repeat);
     step::header(&label);
-    let server = BedServer::start(name, kcache, shape, port, out)?;
+    let server = BedServer::start(name, kcache, a, port)?;
     let idle = machine::wait_idle(a.idle_below, Duration::from_secs(a.idle_wait))?;
     println!("{label}: {idle}");
     let tag = format!("{}-{repeat}", name.replace('+', "-"));
+    let out = Path::new(OUT_DIR);
     let prime = out.join(format!("xdp-prime-{tag}.json"));
     let mut cmd = client(a, kcache, &server, PRIME_SECS, 1000 + repeat);
     cmd.arg("--json").arg(&prime);

@@ -16,18 +16,13 @@ use std::{
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::testbed;
+use crate::{
+    bench::{BenchArgs, OUT_DIR},
+    testbed,
+};
 
 /// The servers side by side, in the order of the first repeat.
 pub(super) const SERVERS: [&str; 3] = ["memcached", "kcache", "kcache+xdp"];
-
-/// How each server runs: CPUs (taskset list), worker threads and memory in MB.
-#[derive(Debug, Clone)]
-pub(super) struct Shape {
-    pub(super) cpus: String,
-    pub(super) threads: usize,
-    pub(super) memory_mb: usize,
-}
 
 /// A server in the server namespace.
 #[derive(Debug)]
@@ -39,19 +34,19 @@ pub(super) struct BedServer {
 
 impl BedServer {
     /// Starts server `name` (one of [`SERVERS`]) on `port` for TCP and UDP, its output in
-    /// `<out>/xdp-<name>.log`, and waits until it answers `stats`.
+    /// `target/bench/xdp-<name>.log`, and waits until it answers `stats`. It runs as `a` says:
+    /// on `a.server_cpus` with `a.threads` worker threads and `a.memory_mb` MB.
     pub(super) fn start(
         name: &'static str,
         kcache: &Path,
-        shape: &Shape,
+        a: &BenchArgs,
         port: u16,
-        out: &Path,
     ) -> Result<Self> {
         let p = port.to_string();
-        let (t, m) = (shape.threads.to_string(), shape.memory_mb.to_string());
+        let (t, m) = (a.threads.to_string(), a.memory_mb.to_string());
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", testbed::SERVER.netns, "taskset", "-c"])
-            .arg(&shape.cpus);
+            .arg(&a.server_cpus);
         match name {
             "memcached" => {
                 cmd.args(["memcached", "-u", "root", "-l", testbed::SERVER.ipv4])
@@ -66,7 +61,7 @@ impl BedServer {
                 }
             }
         }
-        let log = out.join(format!("xdp-{}.log", name.replace('+', "-")));
+        let log = Path::new(OUT_DIR).join(format!("xdp-{}.log", name.replace('+', "-")));
         let file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         cmd.stdin(Stdio::null())
             .stdout(file.try_clone()?)
