@@ -57,18 +57,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         let Some(log) = self.hit_log.as_mut() else {
             return;
         };
-        let mut at = 0;
-        while at + 9 <= log.len() {
-            let mut h = [0u8; 8];
-            h.copy_from_slice(&log[at..at + 8]);
-            let n = log[at + 8] as usize;
-            let bytes = &log[at + 9..(at + 9 + n).min(log.len())];
-            f(Key {
-                bytes,
-                hash: u64::from_le_bytes(h),
-            });
-            at += 9 + n;
-        }
+        logged_keys(log).for_each(&mut f);
         log.clear();
     }
 
@@ -76,9 +65,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
     pub(super) fn log_hit(&mut self, id: ItemId, key: Key<'_>) {
         if let Some(log) = self.hit_log.as_mut().filter(|_| key.bytes.len() <= 250) {
             if item::read_iflag(self.slabs.chunk(id)) & ITEM_HOT == 0 {
-                log.extend_from_slice(&key.hash.to_le_bytes());
-                log.push(key.bytes.len() as u8);
-                log.extend_from_slice(key.bytes);
+                log_key(log, key);
             }
         }
     }
@@ -137,6 +124,31 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         }
         n
     }
+}
+
+/// Appends `key` (at most 255 bytes) to a key log: `hash (8, LE) | len (1) | key`, back to
+/// back, so a drain hands keys on with the hash they were logged with.
+pub fn log_key(log: &mut Vec<u8>, key: Key<'_>) {
+    log.extend_from_slice(&key.hash.to_le_bytes());
+    log.push(key.bytes.len() as u8);
+    log.extend_from_slice(key.bytes);
+}
+
+/// The keys [`log_key`] appended to `log`, oldest first.
+pub fn logged_keys(log: &[u8]) -> impl Iterator<Item = Key<'_>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let head = log.get(at..at + 9)?;
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&head[..8]);
+        let end = (at + 9 + usize::from(head[8])).min(log.len());
+        let bytes = &log[at + 9..end];
+        at = end;
+        Some(Key {
+            bytes,
+            hash: u64::from_le_bytes(h),
+        })
+    })
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod shard;
 pub mod slabs;
 mod stats;
 
+pub use flush::{log_key, logged_keys};
 pub use meta_ops::{DeleteOutcome, LeaseGet, MetaDeleteArgs, MetaGetArgs, MetaGetHit};
 pub use ops::{realtime, ArithOutcome, ItemView, Mode, StoreOutcome, Write, REALTIME_MAXDELTA};
 pub use shard::{Key, Store, StoreConfig};

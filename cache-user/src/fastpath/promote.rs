@@ -23,7 +23,7 @@ use cache_core::{
     hot::{admit, encode, HotText, Tracker, TrackerConfig, Victim},
     store::{
         item::{ITEM_HOT, ITEM_PLACEHOLDER, ITEM_STALE, ITEM_TOKEN_SENT, ITEM_TOMBSTONE},
-        Key, Store,
+        log_key, logged_keys, Key, Store,
     },
 };
 
@@ -44,7 +44,7 @@ pub(crate) struct Promoter {
     owner: Owner,
     tracker: Tracker,
     text: Box<HotText>,
-    /// Keys to consider this request: `hash (8, LE) | len (1) | key`, back to back.
+    /// Keys to consider this request, as a key log (`log_key`).
     candidates: Vec<u8>,
     /// The key a write displaced.
     evicted: Vec<u8>,
@@ -101,27 +101,15 @@ impl Promoter {
         store.drain_hits(|k| {
             // The cheapest admission (a small text into a free way) bounds every other.
             if admit(tracker.touch(k.hash), 0, None) {
-                cands.extend_from_slice(&k.hash.to_le_bytes());
-                cands.push(k.bytes.len() as u8);
-                cands.extend_from_slice(k.bytes);
+                log_key(cands, k);
             }
         });
         if self.candidates.is_empty() {
             return;
         }
         let cands = std::mem::take(&mut self.candidates);
-        let mut at = 0;
-        while at + 9 <= cands.len() {
-            let mut h = [0u8; 8];
-            h.copy_from_slice(&cands[at..at + 8]);
-            let n = usize::from(cands[at + 8]);
-            let end = (at + 9 + n).min(cands.len());
-            let key = Key {
-                bytes: &cands[at + 9..end],
-                hash: u64::from_le_bytes(h),
-            };
+        for key in logged_keys(&cands) {
             self.promote(store, key, now);
-            at = end;
         }
         self.candidates = cands;
         self.candidates.clear();
