@@ -89,7 +89,7 @@ impl Fastpath {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("HOT_SMALL", s.small_slots)
             .map_max_entries("HOT_LARGE", s.large_slots)
-            .load(&bytes)
+            .load(bytes)
             .context("loading the XDP object's maps (needs root, or CAP_BPF and CAP_NET_ADMIN)")?;
         check_layouts(&ebpf)?;
         let tables = Arc::new(map_tables(&ebpf, s)?);

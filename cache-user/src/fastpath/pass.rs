@@ -63,7 +63,7 @@ pub(crate) fn run(a: &XdpPassArgs) -> Result<()> {
     let mut ebpf = EbpfLoader::new()
         .map_max_entries("HOT_SMALL", HOT_WAYS)
         .map_max_entries("HOT_LARGE", HOT_WAYS)
-        .load(&bytes)
+        .load(bytes)
         .context("loading the XDP object")?;
     let prog: &mut Xdp = ebpf
         .program_mut("kcache_pass")
