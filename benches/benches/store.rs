@@ -4,13 +4,9 @@
 
 use std::{hint::black_box, time::Duration};
 
-use cache_core::{
-    exec::Session,
-    protocol::Parser,
-    store::{Key, Mode, Store, StoreConfig, Write},
-};
+use cache_core::store::{Key, Mode, Store, StoreConfig, Write};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kcache_benches::{filled_store, key, miss_key, shuffled, ITEMS, NOW, VALUE};
+use kcache_benches::{filled_store, key, miss_key, shuffled, Line, ITEMS, NOW, VALUE};
 
 /// Room for every item without eviction: ~80-byte chunks x 1M is 80 MB; pages are 1 MiB.
 const ARENA: usize = 256 << 20;
@@ -64,18 +60,18 @@ fn store(c: &mut Criterion) {
     g.finish();
     check(&store, "store");
 
-    exec(c, &mut store, &hits);
+    exec(c, store, &hits);
 }
 
-/// `get <key>\r\n` parsed, executed and answered (`VALUE … END`) through a client session.
-fn exec(c: &mut Criterion, store: &mut Store<Vec<u8>>, hits: &[[u8; 16]]) {
+/// `get <key>\r\n` parsed, executed and answered (`VALUE … END`) through the engine's request
+/// pipeline (one connection on a one-shard core).
+fn exec(c: &mut Criterion, store: Store<Vec<u8>>, hits: &[[u8; 16]]) {
     let requests: Vec<Vec<u8>> = hits
         .iter()
         .map(|k| [&b"get "[..], k, b"\r\n"].concat())
         .collect();
-    let parser = Parser::new();
-    let mut session = Session::new();
-    let mut out = Vec::with_capacity(4096);
+    let mut line = Line::new(store);
+    let mut out = Vec::new();
 
     let mut g = c.benchmark_group("exec");
     g.throughput(Throughput::Elements(1));
@@ -83,30 +79,25 @@ fn exec(c: &mut Criterion, store: &mut Store<Vec<u8>>, hits: &[[u8; 16]]) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     let mut reqs = requests.iter().cycle();
+    let mut last = None;
     g.bench_function("get_hit/1M", |b| {
         b.iter(|| {
             let req = reqs.next().map_or(&[][..], |r| &r[..]);
-            out.clear();
-            let fed = session.feed(
-                &parser,
-                store,
-                black_box(req),
-                NOW,
-                &mut out,
-                &mut |_, _, _| {},
-            );
-            black_box(&out);
-            fed.consumed
+            last = Some(req);
+            black_box(line.request(black_box(req)).len())
         })
     });
     g.finish();
+    if let Some(req) = last {
+        out = line.request(req).to_vec();
+    }
     // The last request (if the bench was not filtered out) was a whole hit:
     // `VALUE <key> 0 32\r\n<32 bytes>\r\nEND\r\n`.
     if let Some(key) = out.get(6..22) {
         let want = [&b"VALUE "[..], key, b" 0 32\r\n", VALUE, b"\r\nEND\r\n"].concat();
         assert_eq!(out, want, "last reply: {:?}", String::from_utf8_lossy(&out));
     }
-    check(store, "exec");
+    check(line.store(), "exec");
 }
 
 /// The working set must still be whole after a bench, or its numbers measured something else.

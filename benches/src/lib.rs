@@ -5,10 +5,17 @@
 //! - `store`: hits, misses and overwrites against a 1M-item working set, with and without the
 //!   protocol in front.
 //! - `memory`: bytes per item of that working set, against memcached's item layout.
-//! - `paths`: every other per-request path through a session (meta get, 24-key multiget,
+//! - `paths`: every other per-request path through the pipeline ([`Line`]) (meta get, 24-key multiget,
 //!   lease-get, set, noreply set, delete), UDP framing and the routing hash.
 
-use cache_core::store::{slabs::SlabError, Key, Mode, Store, StoreConfig, StoreOutcome, Write};
+use std::sync::Arc;
+
+use cache_core::{
+    bucket::{BucketMap, Ownership},
+    pipeline::{Core, Cx, Limits, Outgoing, Pool, Session, Worker},
+    protocol::Parser,
+    store::{slabs::SlabError, Key, Mode, Store, StoreConfig, StoreOutcome, Write},
+};
 use rand::{rngs::SmallRng, seq::SliceRandom, SeedableRng};
 
 /// The `now` every bench runs at (Unix seconds); items never expire.
@@ -135,5 +142,62 @@ mod tests {
         let store = filled_store(100, 1 << 20, StoreConfig::default())?;
         assert_eq!(store.stats().curr_items, 100);
         Ok(())
+    }
+}
+
+/// One connection through the engine's request pipeline on a one-shard core: a request in, its
+/// reply out, as the server runs it (parse, budget, worker, ordered output), without sockets.
+#[derive(Debug)]
+pub struct Line {
+    pub core: Core<Vec<u8>, ()>,
+    session: Session,
+    outgoing: Vec<Outgoing>,
+    reply: Vec<u8>,
+}
+
+impl Line {
+    /// A connection to a shard holding `store`.
+    pub fn new(store: Store<Vec<u8>>) -> Line {
+        let own = BucketMap::new_single(0).map(|map| Arc::new(Ownership::new(map, 0)));
+        let Ok(own) = own else {
+            panic!("the single-node bucket map")
+        };
+        let item_max = store.config().item_max;
+        Line {
+            core: Core {
+                worker: Worker::new(store, (), own),
+                parser: Parser::new(),
+                limits: Limits::new(item_max, 1 << 20),
+                replies: Pool::new(16 << 20),
+                input: Pool::new(16 << 20),
+                id: 0,
+                shards: 1,
+            },
+            session: Session::new(),
+            outgoing: Vec::new(),
+            reply: Vec::with_capacity(8192),
+        }
+    }
+
+    /// Runs `req` (whole requests) and returns the replies, as sent.
+    pub fn request(&mut self, req: &[u8]) -> &[u8] {
+        let mut cx = Cx {
+            core: &mut self.core,
+            now: NOW,
+            who: 0,
+            out: &mut self.outgoing,
+        };
+        let fed = self.session.feed(&mut cx, req);
+        debug_assert_eq!(fed.consumed, req.len());
+        self.reply.clear();
+        self.session.take_output(&mut self.reply);
+        let n = self.reply.len();
+        self.session.sent(&mut cx, n);
+        &self.reply
+    }
+
+    /// The store, to check.
+    pub fn store(&self) -> &Store<Vec<u8>> {
+        self.core.worker.store()
     }
 }

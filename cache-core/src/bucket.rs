@@ -19,10 +19,12 @@
 //! bucket it does not own answers with a [`Refusal`].
 
 mod map;
+mod own;
 mod refusal;
 mod text;
 
 pub use map::{BucketError, BucketMap, NodeId};
+pub use own::{Ownership, RefusalCounts, Verdict};
 pub use refusal::Refusal;
 
 /// Number of virtual buckets.

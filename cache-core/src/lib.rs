@@ -13,6 +13,8 @@
 //! - [`abi`]: `no_std` layouts shared with the XDP program (re-export of `cache-abi`).
 //! - [`exec`]: runs a parsed request against a store and encodes the reply.
 //! - [`hot`]: reply texts and checksums for the XDP HOT table, and which keys earn a slot.
+//! - [`pipeline`]: a connection's requests from bytes to ordered replies, across shards, within a
+//!   memory budget — the one path the engine and every test drive.
 #![forbid(unsafe_code)]
 
 pub use cache_abi as abi;
@@ -21,6 +23,7 @@ pub mod bucket;
 pub mod exec;
 pub mod hot;
 pub mod lease;
+pub mod pipeline;
 pub mod protocol;
 pub mod store;
 pub mod version;

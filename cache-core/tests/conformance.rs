@@ -6,9 +6,8 @@
 //! bytes.
 
 use cache_core::{
-    exec::Session,
+    pipeline::sim::{Config, Sim},
     protocol::Parser,
-    store::{Store, StoreConfig},
 };
 
 const TABLE: &str = include_str!("conformance.tsv");
@@ -56,14 +55,24 @@ fn unescape(s: &str) -> Vec<u8> {
     out
 }
 
+/// Replays `script` on one connection of a fresh one-shard server (the engine's pipeline:
+/// CAS values count as memcached's only with one shard).
 fn replay(parser: &Parser, script: &[u8]) -> Vec<u8> {
-    let cfg = StoreConfig::default();
-    let Ok(mut store) = Store::new(vec![0u8; 16 << 20], cfg) else {
+    let cfg = Config {
+        shards: 1,
+        arena: 16 << 20,
+        parser: parser.clone(),
+        ..Config::default()
+    };
+    let Ok(mut sim) = Sim::new(&cfg, NOW) else {
         panic!("store");
     };
-    let mut out = Vec::new();
-    let fed = Session::new().feed(parser, &mut store, script, NOW, &mut out, &mut |_, _, _| {});
-    if fed.close {
+    sim.stats_with(|_, _| {});
+    let c = sim.connect(0);
+    sim.send(c, script);
+    sim.run();
+    let mut out = sim.take_read(c);
+    if sim.closed(c) {
         out.extend_from_slice(b"<CLOSED>");
     }
     out

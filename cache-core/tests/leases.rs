@@ -69,8 +69,8 @@ fn winner_fills_and_the_herd_then_hits() {
     }
     assert_eq!(h.send("ms k 5 C1\r\nvalue\r\n"), "HD\r\n");
     assert_eq!(h.send("mg k v N30\r\n"), "VA 5\r\nvalue\r\n");
-    assert_eq!(h.store.stats().lease_grants, 1);
-    assert_eq!(h.store.stats().lease_hot_misses, 998);
+    assert_eq!(h.worker().store().stats().lease_grants, 1);
+    assert_eq!(h.worker().store().stats().lease_hot_misses, 998);
 }
 
 #[test]
@@ -146,7 +146,7 @@ fn mcrouter_lease_get_and_set() {
 fn lease_period_is_the_configured_one() {
     let mut h = Harness::small();
     assert_eq!(h.send("lease-get k\r\n"), "LVALUE k 1 0 0\r\n\r\nEND\r\n");
-    h.now += h.store.config().lease_secs - 1;
+    h.now += h.worker().store().config().lease_secs - 1;
     assert_eq!(h.send("lease-get k\r\n"), "NOT_FOUND_HOT\r\nEND\r\n");
     h.now += 1; // the placeholder expired: a new lease
     assert_eq!(h.send("lease-get k\r\n"), "LVALUE k 2 0 0\r\n\r\nEND\r\n");

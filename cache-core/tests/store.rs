@@ -3,7 +3,12 @@
 
 mod common;
 
-use cache_core::store::{realtime, Key, Mode, StoreConfig, Write, REALTIME_MAXDELTA};
+use std::sync::Arc;
+
+use cache_core::{
+    bucket::{BucketMap, Ownership},
+    store::{realtime, Key, Mode, Store, StoreConfig, Write, REALTIME_MAXDELTA},
+};
 use common::Harness;
 
 #[test]
@@ -43,7 +48,7 @@ fn items_expire_at_their_time() {
         ("get a\r\n", "END\r\n"),
         ("touch a 10\r\n", "NOT_FOUND\r\n"),
     ]);
-    assert_eq!(h.store.stats().get_expired, 3);
+    assert_eq!(h.worker().store().stats().get_expired, 3);
 }
 
 #[test]
@@ -110,8 +115,11 @@ fn the_arena_is_never_exceeded() {
         item_max: 64 << 10,
         ..StoreConfig::default()
     };
-    let mut h = Harness::new(4 * (64 << 10), cfg);
-    let now = h.now;
+    // The store alone: its own API, no pipeline.
+    let Ok(mut store) = Store::new(vec![0u8; 4 * (64 << 10)], cfg) else {
+        panic!("store")
+    };
+    let now = 1_700_000_000;
     for i in 0..20_000u32 {
         let len = [10usize, 100, 1000, 5000][i as usize % 4];
         let value = vec![b'v'; len];
@@ -120,18 +128,18 @@ fn the_arena_is_never_exceeded() {
             value: &value,
             ..Write::default()
         };
-        let (r, _) = h.store.store(Mode::Set, Key::new(key.as_bytes()), w, now);
+        let (r, _) = store.store(Mode::Set, Key::new(key.as_bytes()), w, now);
         assert_eq!(format!("{r:?}"), "Stored", "write {i} of {len} bytes");
     }
-    let s = h.store.stats();
+    let s = store.stats();
     assert!(s.evictions + s.slab_reassign_evictions > 15_000);
     assert!(s.bytes <= 4 * (64 << 10));
-    assert_eq!(h.store.slabs().arena_bytes(), 4 * (64 << 10));
+    assert_eq!(store.slabs().arena_bytes(), 4 * (64 << 10));
     // the newest of each size is still readable
     for i in 19_996..20_000u32 {
         let key = format!("key{i}");
         assert!(
-            h.store.get(Key::new(key.as_bytes()), None, now).is_some(),
+            store.get(Key::new(key.as_bytes()), None, now).is_some(),
             "{key}"
         );
     }
@@ -169,16 +177,30 @@ fn lost_vbuckets_are_dropped() {
     for i in 0..1000 {
         h.send(&format!("set k{i} 0 0 1\r\nx\r\n"));
     }
-    // This node loses the lower half of the buckets.
+    // This node (0) loses the lower half of the buckets to node 1.
     let lost = |b: u16| b < 8192;
     let expected = (0..1000)
         .filter(|i| lost(vbucket(format!("k{i}").as_bytes())))
         .count();
-    assert_eq!(h.store.drop_vbuckets(&lost, h.now), expected);
+    let map = BucketMap::from_text("epoch 2\nnode 0 8192-16383\nnode 1 0-8191\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = h.now;
+    let dropped = h.worker().apply_map(Arc::new(Ownership::new(map, 0)), now);
+    assert_eq!(dropped, expected);
     for i in 0..1000 {
         let key = format!("k{i}");
-        let held = h.store.peek(Key::new(key.as_bytes()), h.now).is_some();
-        assert_eq!(held, !lost(vbucket(key.as_bytes())), "{key}");
+        let reply = h.send(&format!("mg {key}\r\n"));
+        if lost(vbucket(key.as_bytes())) {
+            assert!(
+                reply.starts_with("SERVER_ERROR not my vbucket"),
+                "{key}: {reply}"
+            );
+        } else {
+            assert_eq!(reply, "HD\r\n", "{key}");
+        }
     }
-    assert_eq!(h.store.stats().curr_items as usize, 1000 - expected);
+    assert_eq!(
+        h.worker().store().stats().curr_items as usize,
+        1000 - expected
+    );
 }

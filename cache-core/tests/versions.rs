@@ -4,7 +4,18 @@
 
 mod common;
 
-use cache_core::store::StoreConfig;
+use std::{
+    cell::{Cell, RefCell},
+    rc::Rc,
+};
+
+use cache_core::{
+    pipeline::{
+        sim::{Config, Sim},
+        Coherence,
+    },
+    store::{Key, Store, StoreConfig},
+};
 use common::Harness;
 
 #[test]
@@ -21,7 +32,7 @@ fn stale_fill_after_versioned_invalidation_is_refused() {
         ("ms x 2 E43\r\n43\r\n", "HD\r\n"),
         ("mg x v c\r\n", "VA 2 c43\r\n43\r\n"),
     ]);
-    assert_eq!(h.store.stats().stale_fills_refused, 1);
+    assert_eq!(h.worker().store().stats().stale_fills_refused, 1);
 }
 
 #[test]
@@ -73,14 +84,14 @@ fn versioned_stale_marking_and_leases_compose() {
 #[test]
 fn tombstones_last_one_window() {
     let mut h = Harness::small();
-    let window = h.store.config().tombstone_secs;
+    let window = h.worker().store().config().tombstone_secs;
     h.script(&[("md x E43\r\n", "NF\r\n")]);
     h.now += window - 1;
     h.script(&[("ms x 2 E42\r\n42\r\n", "NS\r\n")]);
     h.now += 1;
     // the window is over: an old version may fill again (documented trade-off)
     h.script(&[("ms x 2 E42\r\n42\r\n", "HD\r\n")]);
-    assert_eq!(h.store.stats().tombstones, 0);
+    assert_eq!(h.worker().store().stats().tombstones, 0);
 }
 
 #[test]
@@ -97,7 +108,7 @@ fn tombstones_are_invisible_to_readers() {
         ("add x 0 0 1\r\na\r\n", "STORED\r\n"),
         ("get x\r\n", "VALUE x 0 1\r\na\r\nEND\r\n"),
     ]);
-    assert_eq!(h.store.stats().curr_items, 1);
+    assert_eq!(h.worker().store().stats().curr_items, 1);
 }
 
 #[test]
@@ -110,7 +121,7 @@ fn floors_survive_eviction_of_their_tombstones() {
         ..StoreConfig::default()
     };
     let mut h = Harness::new(2 * (64 << 10), cfg);
-    h.store.record_removals();
+    h.worker().record_removals();
     for i in 0..50 {
         assert_eq!(h.send(&format!("md k{i:05} E{}\r\n", 1000 + i)), "NF\r\n");
     }
@@ -121,12 +132,16 @@ fn floors_survive_eviction_of_their_tombstones() {
     }
     // Evicted by the CLOCK hand, or dropped with a page another class took (keys that share a
     // filter slot with an evicted tombstone inherit its floor and land one class up).
-    let st = h.store.stats();
+    let st = h.worker().store().stats();
     assert!(
         st.evictions + st.slab_reassign_evictions > 10_000,
         "the flood must evict: {st:?}"
     );
-    assert_eq!(h.store.stats().tombstones, 0, "every tombstone was evicted");
+    assert_eq!(
+        h.worker().store().stats().tombstones,
+        0,
+        "every tombstone was evicted"
+    );
     for i in 0..50 {
         let stale = h.send(&format!("ms k{i:05} 1 E{}\r\ns\r\n", 999 + i));
         assert_eq!(
@@ -138,10 +153,28 @@ fn floors_survive_eviction_of_their_tombstones() {
     }
 }
 
+/// A coherence hook that keeps `k` HOT whenever asked and records every invalidation the store
+/// reports, as the engine's XDP promoter would.
+#[derive(Debug, Default)]
+struct Watch {
+    mark: Rc<Cell<bool>>,
+    seen: Rc<RefCell<Vec<Vec<u8>>>>,
+}
+
+impl Coherence<Vec<u8>> for Watch {
+    fn after(&mut self, store: &mut Store<Vec<u8>>, now: u32) {
+        store.drain_hot_invalidations(|k| self.seen.borrow_mut().push(k.to_vec()));
+        if self.mark.replace(false) {
+            assert!(
+                store.mark_hot(Key::new(b"k"), now),
+                "k is not there to mark"
+            );
+        }
+    }
+}
+
 #[test]
 fn hot_copies_are_invalidated_by_every_mutation() {
-    use cache_core::store::Key;
-    let mut h = Harness::small();
     let mutations = [
         "set k 0 0 1\r\ny\r\n",
         "append k 0 0 1\r\ny\r\n",
@@ -159,18 +192,41 @@ fn hot_copies_are_invalidated_by_every_mutation() {
         "ma k\r\n",
         "flush_all\r\n",
     ];
-    for m in mutations {
-        let mut h2 = Harness::small();
-        h2.send("set k 0 0 1\r\n1\r\n");
-        assert!(h2.store.mark_hot(Key::new(b"k"), h2.now));
-        h2.send(m);
-        let mut seen = Vec::new();
-        h2.store.drain_hot_invalidations(|k| seen.push(k.to_vec()));
-        // flush_all kills items lazily: the invalidation shows when the item is next touched
-        if m.starts_with("flush_all") {
-            h2.send("get k\r\n");
-            h2.store.drain_hot_invalidations(|k| seen.push(k.to_vec()));
+    // Through the pipeline's worker, which calls the hook after every request: the
+    // invalidation is reported by the time the mutation's reply exists.
+    let run = |script: &[&str], then: &str| {
+        let watch = Watch::default();
+        let (mark, seen) = (Rc::clone(&watch.mark), Rc::clone(&watch.seen));
+        let cfg = Config {
+            shards: 1,
+            ..Config::default()
+        };
+        let mut slot = Some(watch);
+        let mut sim = Sim::with_hooks(&cfg, 1_700_000_000, |_| slot.take().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let c = sim.connect(0);
+        sim.send(c, b"set k 0 0 1\r\n1\r\n");
+        sim.run();
+        mark.set(true);
+        sim.send(c, b"mn\r\n");
+        sim.run();
+        seen.borrow_mut().clear();
+        for m in script {
+            sim.send(c, m.as_bytes());
+            sim.run();
         }
+        let got = seen.borrow().clone();
+        let _ = sim.take_read(c);
+        (got, then.to_owned())
+    };
+    for m in mutations {
+        // flush_all kills items lazily: the invalidation shows when the item is next touched
+        let script: &[&str] = if m.starts_with("flush_all") {
+            &[m, "get k\r\n"]
+        } else {
+            &[m]
+        };
+        let (seen, _) = run(script, m);
         assert_eq!(
             seen,
             vec![b"k".to_vec()],
@@ -178,10 +234,6 @@ fn hot_copies_are_invalidated_by_every_mutation() {
         );
     }
     // reads never invalidate
-    h.send("set k 0 0 1\r\n1\r\n");
-    assert!(h.store.mark_hot(Key::new(b"k"), h.now));
-    h.send("get k\r\nmg k v\r\ngets k\r\n");
-    let mut n = 0;
-    h.store.drain_hot_invalidations(|_| n += 1);
-    assert_eq!(n, 0);
+    let (seen, _) = run(&["get k\r\nmg k v\r\ngets k\r\n"], "reads");
+    assert!(seen.is_empty(), "{seen:?}");
 }

@@ -1,11 +1,18 @@
-//! Model test: seeded random request sequences run through `Session::feed` against a store with a
-//! small arena and, side by side, through a plain `HashMap` model of memcached 1.6
-//! (`model/plain.rs`). Every reply must match the model's byte for byte.
+//! Model test: seeded random request sequences run through the engine's request pipeline (one
+//! connection of a server of one to three shards, `cache_core::pipeline::sim`: the same
+//! `Session`, routing, cross-shard requests and reply ordering the engine runs, with messages
+//! between shards delivered in a seeded order) and, side by side, through a plain `HashMap`
+//! model of memcached 1.6 (`model/plain.rs`). Every reply must match the model's byte for byte.
+//!
+//! Multigets pick keys from the whole pool, so with several shards most of them span shards;
+//! the runs count the ones whose keys are on two shards or more (computed with the server's
+//! placement) and require some. Now and then a burst of 2..=12 requests that write nothing is
+//! sent at once, pipelined, and their replies must be the model's in order.
 //!
 //! Pages are 64 KiB and values up to 3000 bytes, which spreads items over some 55 slab classes.
-//! Even seeds get 8 pages: classes keep taking pages from each other, dropping whole pages of
-//! items. Odd seeds get 64 pages: every class keeps a page, phases of similar-sized values fill
-//! a class, and the CLOCK hand evicts and reclaims. The clock is injected and moves by 0..=3
+//! Even seeds get 8 pages per shard: classes keep taking pages from each other, dropping whole
+//! pages of items. Odd seeds get 64 pages per shard: every class keeps a page, phases of
+//! similar-sized values fill a class, and the CLOCK hand evicts and reclaims. The clock is injected and moves by 0..=3
 //! seconds now and then, calling `rebalance` as the engine does once a second.
 //!
 //! Removals by the store are the one allowed divergence, and only because the store reports them
@@ -36,9 +43,12 @@ mod request;
 use std::fmt::Write as _;
 
 use cache_core::{
-    exec::Session,
-    protocol::{Parser, Request},
-    store::{item::item_len, slabs::Removal, Store, StoreConfig},
+    pipeline::{
+        route::shard_of,
+        sim::{Config, Sim},
+        Limits,
+    },
+    store::{item::item_len, slabs::Removal, StoreConfig},
 };
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
@@ -56,6 +66,8 @@ const TINY: usize = 8;
 const FULL: usize = 64;
 /// Requests between changes of the value-size profile and flush rate.
 const PHASE: usize = 2500;
+/// The longest pipelined burst.
+const BURST: usize = 12;
 
 #[test]
 fn random_sequences_match_the_plain_model() {
@@ -94,6 +106,10 @@ fn check(runs: impl IntoIterator<Item = (u64, usize)>) {
     for (n, what) in idle {
         assert!(n > 0, "no run saw {what}: {total:?}");
     }
+    assert!(
+        t.mixed_multigets > 1000 && t.bursts > 100,
+        "too few multigets across shards or pipelined bursts: {total:?}"
+    );
 }
 
 /// What a run went through, to show it exercised what it claims to.
@@ -108,6 +124,11 @@ struct Tally {
     own_key_removed: u64,
     /// Requests fed in two pieces.
     split: u64,
+    /// Multigets whose keys live on two shards or more.
+    mixed_multigets: u64,
+    /// Pipelined bursts, and the requests in them.
+    bursts: u64,
+    burst_requests: u64,
     /// Requests whose (first) key the model held live beforehand.
     found: u64,
     items_at_end: u64,
@@ -121,6 +142,9 @@ impl Tally {
         self.rebalanced += o.rebalanced;
         self.own_key_removed += o.own_key_removed;
         self.split += o.split;
+        self.mixed_multigets += o.mixed_multigets;
+        self.bursts += o.bursts;
+        self.burst_requests += o.burst_requests;
         self.found += o.found;
         self.items_at_end += o.items_at_end;
     }
@@ -139,9 +163,9 @@ struct Run {
     rng: SmallRng,
     pool: Pool,
     plain: Plain,
-    store: Store<Vec<u8>>,
-    parser: Parser,
-    session: Session,
+    sim: Sim,
+    conn: usize,
+    shards: usize,
     tally: Tally,
 }
 
@@ -150,21 +174,35 @@ impl Run {
         let mut rng = SmallRng::seed_from_u64(seed);
         let pool = Pool::new(&mut rng);
         let pages = if seed % 2 == 0 { TINY } else { FULL };
-        let cfg = StoreConfig {
-            page_size: PAGE,
-            item_max: PAGE,
-            ..StoreConfig::default()
+        let shards = 1 + (seed / 2 % 3) as usize;
+        let cfg = Config {
+            shards,
+            arena: pages * PAGE,
+            store: StoreConfig {
+                page_size: PAGE,
+                item_max: PAGE,
+                ..StoreConfig::default()
+            },
+            limits: Limits::new(PAGE, 1 << 20),
+            // The client reads everything at once: no request waits for room here (the
+            // pipeline's own tests cover that).
+            window: 16 << 20,
+            seed,
+            ..Config::default()
         };
-        let mut store = Store::new(vec![0u8; pages * PAGE], cfg).map_err(|e| e.to_string())?;
-        store.record_removals();
+        let mut sim = Sim::new(&cfg, START).map_err(|e| e.to_string())?;
+        for s in 0..shards {
+            sim.worker(s).record_removals();
+        }
+        let conn = sim.connect(0);
         Ok(Run {
             seed,
             rng,
             pool,
-            plain: Plain::new(START),
-            store,
-            parser: Parser::new(),
-            session: Session::new(),
+            plain: Plain::new(START, shards),
+            sim,
+            conn,
+            shards,
             tally: Tally::default(),
         })
     }
@@ -172,38 +210,96 @@ impl Run {
     fn go(&mut self, ops: usize) -> Result<(), String> {
         // The first phase spreads sizes, so every class takes a page before any band settles.
         let mut phase = Phase::SPREAD;
-        for i in 0..ops {
+        let mut i = 0;
+        while i < ops {
             if i % PHASE == 0 && i > 0 {
                 phase = Phase::draw(&mut self.rng);
             }
             if self.rng.gen_ratio(1, 20) {
                 self.tick(i)?;
             }
+            if self.rng.gen_ratio(1, 15) {
+                let n = self.rng.gen_range(2..=BURST);
+                let burst = self.draw_burst(phase, n);
+                self.burst(i, &burst)?;
+                i += n;
+                continue;
+            }
             let op = draw::op(&mut self.rng, &self.pool, phase, &self.plain);
             self.step(i, &op)?;
+            i += 1;
         }
         self.scan(ops)?;
         Ok(())
     }
 
+    /// `n` requests that write nothing (so the store can only reclaim what the model holds dead
+    /// while they run) and flush nothing.
+    fn draw_burst(&mut self, phase: Phase, n: usize) -> Vec<Op> {
+        let mut burst = Vec::with_capacity(n);
+        while burst.len() < n {
+            let op = draw::op(&mut self.rng, &self.pool, phase, &self.plain);
+            if op.written_key().is_none() && !matches!(op, Op::Flush { .. }) {
+                burst.push(op);
+            }
+        }
+        burst
+    }
+
     /// Moves the clock on by 0..=3 seconds; on a new second the engine's once-a-second page
-    /// balancing runs, and what it drops leaves the model too.
+    /// balancing runs on every shard, and what it drops leaves the model too.
     fn tick(&mut self, index: usize) -> Result<(), String> {
         let step = self.rng.gen_range(0..=3);
         if step == 0 {
             return Ok(());
         }
         self.plain.now += step;
-        if self.store.rebalance(self.plain.now).is_some() {
-            self.tally.rebalanced += 1;
+        self.sim.set_now(self.plain.now);
+        for s in 0..self.shards {
+            if self.sim.worker(s).tick(self.plain.now, true).is_some() {
+                self.tally.rebalanced += 1;
+            }
         }
-        let removals = self.store.take_removals();
+        let removals = self.removals();
         let seen = Seen {
             index,
             op: None,
             before: Vec::new(),
         };
         self.absorb(&seen, &removals, &[]).map(|_| ())
+    }
+
+    /// What every shard removed since the last call.
+    fn removals(&mut self) -> Vec<(Removal, Vec<u8>)> {
+        (0..self.shards)
+            .flat_map(|s| self.sim.worker(s).take_removals())
+            .collect()
+    }
+
+    /// Counts a multiget whose keys are on several shards.
+    fn note_spread(&mut self, op: &Op) {
+        if let Op::Get { keys, .. } = op {
+            let mut shards = keys.iter().map(|k| shard_of(k, self.shards));
+            let first = shards.next();
+            if shards.any(|s| Some(s) != first) {
+                self.tally.mixed_multigets += 1;
+            }
+        }
+    }
+
+    /// Sends `wire` and returns what came back; the server must use all of it.
+    fn exchange(&mut self, wire: &[u8]) -> Result<Vec<u8>, String> {
+        self.sim.send(self.conn, wire);
+        self.sim.run();
+        let left = self.sim.unread_input(self.conn);
+        if left != 0 || self.sim.closed(self.conn) {
+            return Err(format!(
+                "{left} of {} bytes left unread (closed: {})",
+                wire.len(),
+                self.sim.closed(self.conn)
+            ));
+        }
+        Ok(self.sim.take_read(self.conn))
     }
 
     /// Runs one request on both sides and compares the replies.
@@ -220,38 +316,27 @@ impl Run {
             before,
         };
         self.tally.found += u64::from(seen.before.first().is_some_and(|(_, it)| it.is_some()));
-        let now = self.plain.now;
-        let mut out = Vec::new();
+        self.note_spread(op);
         // Now and then the request arrives in two pieces: the first must do nothing at all.
+        let mut rest = &wire[..];
         if self.rng.gen_ratio(1, 20) {
             self.tally.split += 1;
             let cut = self.rng.gen_range(1..wire.len());
-            let fed = self.session.feed(
-                &self.parser,
-                &mut self.store,
-                &wire[..cut],
-                now,
-                &mut out,
-                &mut no_stats,
-            );
-            if fed.consumed != 0 || fed.close || !out.is_empty() {
-                let why = format!("the first {cut} bytes alone were acted on: {fed:?}");
+            self.sim.send(self.conn, &wire[..cut]);
+            self.sim.run();
+            let out = self.sim.take_read(self.conn);
+            let used = cut - self.sim.unread_input(self.conn);
+            if used != 0 || self.sim.closed(self.conn) || !out.is_empty() {
+                let why = format!("the first {cut} bytes alone were acted on ({used} used)");
                 return Err(self.report(&seen, &why, &[], &out, &[]));
             }
+            rest = &wire[cut..];
         }
-        let fed = self.session.feed(
-            &self.parser,
-            &mut self.store,
-            &wire,
-            now,
-            &mut out,
-            &mut no_stats,
-        );
-        if fed.consumed != wire.len() || fed.close {
-            let why = format!("feed stopped early: {fed:?} of {} bytes", wire.len());
-            return Err(self.report(&seen, &why, &[], &out, &[]));
-        }
-        let removals = self.store.take_removals();
+        let out = match self.exchange(rest) {
+            Ok(out) => out,
+            Err(why) => return Err(self.report(&seen, &why, &[], &[], &[])),
+        };
+        let removals = self.removals();
         let own = op.written_key();
         let own_removed = self.absorb(&seen, &removals, &out)?;
         let outcome = self.plain.apply(op);
@@ -263,6 +348,42 @@ impl Run {
         }
         if out != outcome.reply {
             return Err(self.report(&seen, "replies differ", &removals, &out, &outcome.reply));
+        }
+        Ok(())
+    }
+
+    /// Sends `ops` at once, pipelined; the replies must be the model's, in order.
+    fn burst(&mut self, index: usize, ops: &[Op]) -> Result<(), String> {
+        self.tally.bursts += 1;
+        self.tally.burst_requests += ops.len() as u64;
+        let wire: Vec<u8> = ops.iter().flat_map(Op::encode).collect();
+        for op in ops {
+            self.note_spread(op);
+        }
+        let seen = Seen {
+            index,
+            op: None,
+            before: Vec::new(),
+        };
+        let out = match self.exchange(&wire) {
+            Ok(out) => out,
+            Err(why) => return Err(self.report(&seen, &why, &[], &[], &[])),
+        };
+        // Writing nothing, they can only have reclaimed what the model holds dead (absorb
+        // checks), so the model may drop those keys first.
+        let removals = self.removals();
+        self.absorb(&seen, &removals, &out)?;
+        let want: Vec<u8> = ops
+            .iter()
+            .flat_map(|op| self.plain.apply(op).reply)
+            .collect();
+        if out != want {
+            let why = format!(
+                "a pipelined burst of {} requests ({}) came back differently",
+                ops.len(),
+                show(&wire)
+            );
+            return Err(self.report(&seen, &why, &removals, &out, &want));
         }
         Ok(())
     }
@@ -316,7 +437,12 @@ impl Run {
             hits += u64::from(self.plain.live(&key).is_some());
             self.step(ops + i, &Op::MetaGet { key, flags })?;
         }
-        let stats = self.store.stats();
+        let stats = (0..self.shards)
+            .map(|s| self.sim.worker(s).store().stats())
+            .fold(cache_core::store::Stats::default(), |mut sum, s| {
+                sum.add(&s);
+                sum
+            });
         let bytes: usize = self
             .plain
             .live_items()
@@ -345,10 +471,20 @@ impl Run {
         let _ = writeln!(s, "seed {seed:#x}, request #{index} at now={now}: {why}");
         let _ = match seen.op {
             Some(op) => writeln!(s, "  request: {}", show(&op.encode())),
-            None => writeln!(s, "  (no request: the clock moved and `rebalance` ran)"),
+            None => writeln!(
+                s,
+                "  (a burst, or no request: the clock moved and `rebalance` ran)"
+            ),
         };
+        let _ = writeln!(s, "  shards:  {}", self.shards);
         let _ = writeln!(s, "  store:   {}", show(got));
         let _ = writeln!(s, "  model:   {}", show(want));
+        if let Some(at) = got.iter().zip(want).position(|(a, b)| a != b) {
+            let from = at.saturating_sub(80);
+            let _ = writeln!(s, "  first difference at byte {at}:");
+            let _ = writeln!(s, "    store: ...{}", show(&got[from..]));
+            let _ = writeln!(s, "    model: ...{}", show(&want[from..]));
+        }
         for (key, item) in &seen.before {
             let state = match item {
                 Some(it) => format!(
@@ -370,9 +506,6 @@ impl Run {
         s
     }
 }
-
-/// `stats` is never sent.
-fn no_stats(_: &Request<'_>, _: &Store<Vec<u8>>, _: &mut Vec<u8>) {}
 
 /// Bytes for a failure message: printable ASCII as is, the rest escaped, long runs cut.
 fn show(bytes: &[u8]) -> String {

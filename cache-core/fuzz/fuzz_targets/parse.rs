@@ -11,7 +11,7 @@
 //!   long`, which closes the connection; see `check`).
 #![no_main]
 
-use cache_core::protocol::{ParseError, Parsed, Parser, Request};
+use cache_core::protocol::{ParseError, Parsed, Parser, Refuse, Request};
 use libfuzzer_sys::fuzz_target;
 
 /// Bytes appended to test that a decision never waits for more input once made.
@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
 
 fn check(parser: &Parser, data: &[u8]) {
     let first = parser.parse(data);
+    no_room(parser, data, &first);
     match &first {
         Ok(p) => ok_shape(data, p),
         Err(ParseError::Invalid(bad)) => assert!(bad.consumed > 0, "Invalid consumed 0: {bad:?}"),
@@ -75,7 +76,7 @@ fn check(parser: &Parser, data: &[u8]) {
         Err(e) => panic!("{p:?} became {e:?} when cut to its own bytes"),
     }
     // One byte short, it is not there yet (or already refused), never some other request. A
-    // swallow (`TooLarge`) is decided by its line alone, so it may come back unchanged.
+    // swallow (`Refused`) is decided by its line alone, so it may come back unchanged.
     if let Ok(q) = parser.parse(&data[..p.consumed - 1]) {
         assert_eq!(
             (p.consumed, format!("{:?}", p.request)),
@@ -83,9 +84,36 @@ fn check(parser: &Parser, data: &[u8]) {
             "a strict prefix parsed as another request"
         );
         assert!(
-            matches!(q.request, Request::TooLarge { .. }),
+            matches!(q.request, Request::Refused { .. }),
             "a strict prefix of {p:?} parsed"
         );
+    }
+}
+
+/// With no room to buffer a data block, a storage command still arriving is refused as out of
+/// memory, swallowing the rest of its block; anything else parses as it would with room.
+fn no_room(parser: &Parser, data: &[u8], first: &Result<Parsed<'_>, ParseError>) {
+    let tight = parser.parse_no_room(data);
+    match (first, &tight) {
+        (Err(ParseError::Incomplete), Err(ParseError::Incomplete)) => {}
+        (Err(ParseError::Incomplete), Ok(p)) => {
+            assert!(
+                matches!(
+                    p.request,
+                    Request::Refused {
+                        why: Refuse::NoMemory,
+                        ..
+                    }
+                ) && p.consumed > data.len(),
+                "an incomplete request became {p:?} without room"
+            );
+            assert_eq!(parser.pending_block(data), Some(p.consumed));
+        }
+        (a, b) => assert_eq!(
+            format!("{a:?}"),
+            format!("{b:?}"),
+            "without room a whole request parsed differently"
+        ),
     }
 }
 
@@ -100,7 +128,7 @@ fn ok_shape(data: &[u8], p: &Parsed<'_>) {
         Request::Store(s) => Some(s.value.len()),
         Request::MetaSet(s) => Some(s.value.len()),
         Request::LeaseSet(s) => Some(s.value.len()),
-        Request::TooLarge { .. } => {
+        Request::Refused { .. } => {
             assert!(
                 p.consumed >= line + 2,
                 "swallow shorter than line + \\r\\n: {p:?}"

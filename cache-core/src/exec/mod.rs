@@ -1,20 +1,18 @@
 //! Runs a parsed request against one store and writes memcached's reply.
 //!
-//! The engine calls [`execute`] for requests that touch one shard. Requests that concern every
-//! shard come back as an [`Action`] for the caller (`stats`), or expose per-key pieces
-//! ([`get_key`]) so a multiget can be split across shards and closed with `END` once.
+//! The pipeline's [`crate::pipeline::Worker`] calls [`execute`] for requests that touch one
+//! shard. Requests that concern every shard come back as an [`Action`] for the caller (`stats`),
+//! or expose per-key pieces ([`get_key`], [`lease_key`]) so a multiget can be split across
+//! shards and closed with `END` once.
 
 mod meta;
-mod session;
-
-pub use session::{Fed, Session, StatsFn};
 
 use base64::Engine as _;
 
 use crate::{
     protocol::{
         encode::{self, num},
-        ErrorReply, Request, Slabs,
+        ErrorReply, Refuse, Request, Slabs,
     },
     store::{realtime, ArithOutcome, Key, LeaseGet, Mode, Store, StoreOutcome, Write},
 };
@@ -162,17 +160,20 @@ pub fn execute_hashed<B: AsRef<[u8]> + AsMut<[u8]>>(
                 store_reply(r, out);
             }
         }
-        Request::TooLarge {
+        Request::Refused {
             key: k,
             drop_existing,
             reply,
+            why,
         } => {
-            store.note_too_large();
+            if *why == Refuse::TooLarge {
+                store.note_too_large();
+            }
             if *drop_existing {
                 store.drop_key(key(k), now);
             }
             if *reply {
-                ErrorReply::Server("object too large for cache").write(out);
+                why.reply().write(out);
             }
         }
     }

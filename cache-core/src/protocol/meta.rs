@@ -63,6 +63,24 @@ pub struct MetaFlags<'a> {
 }
 
 impl<'a> MetaFlags<'a> {
+    /// The same flags over another copy of their text (`Owned`).
+    pub(crate) fn with_raw<'b>(&self, raw: &'b [u8]) -> MetaFlags<'b> {
+        MetaFlags {
+            raw,
+            seen: self.seen,
+            vivify: self.vivify,
+            ttl: self.ttl,
+            recache: self.recache,
+            compare_cas: self.compare_cas,
+            version: self.version,
+            client_flags: self.client_flags,
+            delta: self.delta,
+            initial: self.initial,
+            mode: self.mode,
+            mode_char: self.mode_char,
+        }
+    }
+
     /// Whether flag character `c` was sent.
     pub fn has(&self, c: u8) -> bool {
         c < 128 && self.seen & (1u128 << c) != 0

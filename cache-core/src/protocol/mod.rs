@@ -14,10 +14,12 @@ mod classic;
 pub mod encode;
 mod lease;
 pub mod meta;
+mod owned;
 pub mod token;
 pub mod udp;
 
 pub use meta::{MetaFlags, MetaMode};
+pub use owned::Owned;
 
 use crate::store::item::HEADER_LEN;
 
@@ -32,6 +34,9 @@ pub struct Parser {
     max_line: usize,
     max_get_line: usize,
     strict_keys: bool,
+    /// Refuse a storage command whose data block has not all arrived (see
+    /// [`Parser::parse_no_room`]).
+    no_room: bool,
 }
 
 impl Default for Parser {
@@ -42,6 +47,7 @@ impl Default for Parser {
             max_line: 2048,
             max_get_line: 256 * 1024,
             strict_keys: false,
+            no_room: false,
         }
     }
 }
@@ -126,6 +132,35 @@ impl Parser {
         classic::dispatch(self, line)
     }
 
+    /// [`Parser::parse`] for a caller with no room to buffer the rest of a data block: a
+    /// storage command whose block has not all arrived is answered as [`Request::Refused`] with
+    /// [`Refuse::NoMemory`] (memcached's reply when it cannot allocate the item), `consumed`
+    /// covering the whole block, so the caller swallows what is still to come. Anything else
+    /// parses as with [`Parser::parse`].
+    pub fn parse_no_room<'a>(&self, buf: &'a [u8]) -> Result<Parsed<'a>, ParseError> {
+        let p = Parser {
+            no_room: true,
+            ..self.clone()
+        };
+        p.parse(buf)
+    }
+
+    /// The whole length (line, data block and its `\r\n`) of the storage command at the front
+    /// of `buf` whose line is complete but whose block is not; `None` for anything else.
+    pub fn pending_block(&self, buf: &[u8]) -> Option<usize> {
+        match self.parse_no_room(buf) {
+            Ok(Parsed {
+                request:
+                    Request::Refused {
+                        why: Refuse::NoMemory,
+                        ..
+                    },
+                consumed,
+            }) => Some(consumed),
+            _ => None,
+        }
+    }
+
     fn no_newline(&self, buf: &[u8]) -> ParseError {
         if buf.len() <= self.max_line {
             return ParseError::Incomplete;
@@ -175,8 +210,9 @@ struct Line<'a> {
 
 impl<'a> Line<'a> {
     /// The data block of `vlen` bytes after this storage line, or the finished answer when there
-    /// is no value to store: the item can never fit (`TooLarge`; the block is swallowed), the
-    /// block is not all here yet, or it does not end in `\r\n` (memcached's `bad data chunk`,
+    /// is no value to store: the item can never fit (`Refused`; the block is swallowed), the
+    /// block is not all here yet (`Refused` too in [`Parser::parse_no_room`]'s mode), or it
+    /// does not end in `\r\n` (memcached's `bad data chunk`,
     /// after which it still skips line + block). `reply` is false when `noreply` silences
     /// errors; `drop_existing` says whether a refused write drops the key's current item.
     #[expect(
@@ -192,18 +228,24 @@ impl<'a> Line<'a> {
         reply: bool,
     ) -> Result<&'a [u8], Result<Parsed<'a>, ParseError>> {
         let need = self.len + vlen + 2;
-        if !p.fits(key.len(), vlen) {
-            let request = Request::TooLarge {
-                key,
-                drop_existing,
-                reply,
-            };
-            return Err(Ok(Parsed {
-                request,
+        let refuse = |why| {
+            Err(Ok(Parsed {
+                request: Request::Refused {
+                    key,
+                    drop_existing,
+                    reply,
+                    why,
+                },
                 consumed: need,
-            }));
+            }))
+        };
+        if !p.fits(key.len(), vlen) {
+            return refuse(Refuse::TooLarge);
         }
         if self.buf.len() < need {
+            if p.no_room {
+                return refuse(Refuse::NoMemory);
+            }
             return Err(Err(ParseError::Incomplete));
         }
         let block = &self.buf[self.len..need];
@@ -310,13 +352,34 @@ pub enum Request<'a> {
     },
     LeaseGet(Keys<'a>),
     LeaseSet(LeaseSet<'a>),
-    /// A storage command whose value can never fit; its data block is swallowed. memcached also
-    /// drops the key's current item for plain `set` and for every `ms`, so no stale copy stays.
-    TooLarge {
+    /// A storage command whose value is refused before it is read (`why`); its data block is
+    /// swallowed. memcached also drops the key's current item for plain `set` and for every
+    /// `ms`, so no stale copy stays.
+    Refused {
         key: &'a [u8],
         drop_existing: bool,
         reply: bool,
+        why: Refuse,
     },
+}
+
+/// Why a storage command's value is refused unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refuse {
+    /// The item can never fit (`-I`): `SERVER_ERROR object too large for cache`.
+    TooLarge,
+    /// No memory to receive it now: `SERVER_ERROR out of memory storing object`.
+    NoMemory,
+}
+
+impl Refuse {
+    /// memcached's reply text.
+    pub fn reply(self) -> ErrorReply {
+        match self {
+            Refuse::TooLarge => ErrorReply::Server("object too large for cache"),
+            Refuse::NoMemory => ErrorReply::Server("out of memory storing object"),
+        }
+    }
 }
 
 /// `get`, `gets`, `gat`, `gats`.
@@ -345,6 +408,11 @@ impl<'a> Keys<'a> {
 
     pub fn count(&self) -> usize {
         self.iter().count()
+    }
+
+    /// The keys as sent, separated by spaces.
+    pub fn text(&self) -> &'a [u8] {
+        self.text
     }
 }
 

@@ -1,6 +1,6 @@
 //! Parser tables: partial input, pipelining, limits and meta flags.
 
-use super::{ErrorReply, Invalid, ParseError, Parser, Request};
+use super::{ErrorReply, Invalid, ParseError, Parser, Refuse, Request};
 
 fn parse(p: &Parser, b: &[u8]) -> Result<(String, usize), ParseError> {
     p.parse(b).map(|x| (format!("{:?}", x.request), x.consumed))
@@ -92,9 +92,10 @@ fn limits_are_builder_fields() {
         Ok(x) => {
             assert!(matches!(
                 x.request,
-                Request::TooLarge {
+                Request::Refused {
                     drop_existing: true,
                     reply: true,
+                    why: Refuse::TooLarge,
                     ..
                 }
             ));
@@ -246,4 +247,65 @@ fn long_lines_are_refused_whatever_the_read_boundaries() {
     let get = format!("get{keys}\r\n");
     assert!(get.len() > 2048);
     assert!(p.parse(get.as_bytes()).is_ok());
+}
+
+#[test]
+fn no_room_refuses_blocks_not_yet_here() {
+    let p = Parser::new();
+    // (input, what parse_no_room gives, what pending_block gives)
+    /// (refusal, drops the existing item, bytes swallowed)
+    type Refusal = Option<(Refuse, bool, usize)>;
+    let cases: &[(&[u8], Refusal, Option<usize>)] = &[
+        // A set whose block is still coming: refused as out of memory, the whole block
+        // swallowed, the existing item dropped (memcached does so for `set`).
+        (
+            b"set k 0 0 10\r\nabc",
+            Some((Refuse::NoMemory, true, 14 + 12)),
+            Some(26),
+        ),
+        // Its line alone counts too.
+        (
+            b"set k 0 0 10\r\n",
+            Some((Refuse::NoMemory, true, 26)),
+            Some(26),
+        ),
+        // `add` keeps the existing item; noreply silences the refusal.
+        (
+            b"add k 0 0 3 noreply\r\nab",
+            Some((Refuse::NoMemory, false, 26)),
+            Some(26),
+        ),
+        // `ms` always answers and drops.
+        (
+            b"ms k 5 T0\r\nab",
+            Some((Refuse::NoMemory, true, 11 + 7)),
+            Some(18),
+        ),
+        // A whole block parses as usual.
+        (b"set k 0 0 3\r\nabc\r\n", None, None),
+        // Not a storage command, or no whole line yet: nothing pending.
+        (b"get k", None, None),
+        (b"set k 0 0 10", None, None),
+    ];
+    for &(input, want, pending) in cases {
+        let got = p.parse_no_room(input).ok().and_then(|x| match x.request {
+            Request::Refused {
+                why,
+                drop_existing,
+                reply,
+                ..
+            } => Some((why, drop_existing, x.consumed, reply)),
+            _ => None,
+        });
+        let got_short = got.map(|(why, drop, consumed, _)| (why, drop, consumed));
+        assert_eq!(got_short, want, "{}", input.escape_ascii());
+        if let Some((_, _, _, reply)) = got {
+            assert_eq!(reply, !input.windows(7).any(|w| w == b"noreply"));
+        }
+        assert_eq!(p.pending_block(input), pending, "{}", input.escape_ascii());
+        // The plain parse waits for the rest instead.
+        if want.is_some() {
+            assert_eq!(p.parse(input).err(), Some(ParseError::Incomplete));
+        }
+    }
 }

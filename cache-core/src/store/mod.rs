@@ -16,6 +16,8 @@ mod stats;
 
 pub use flush::{log_key, logged_keys};
 pub use meta_ops::{DeleteOutcome, LeaseGet, MetaDeleteArgs, MetaGetArgs, MetaGetHit};
-pub use ops::{realtime, ArithOutcome, ItemView, Mode, StoreOutcome, Write, REALTIME_MAXDELTA};
+pub use ops::{
+    realtime, ArithOutcome, Bounded, ItemView, Mode, StoreOutcome, Write, REALTIME_MAXDELTA,
+};
 pub use shard::{Key, Store, StoreConfig};
 pub use stats::Stats;

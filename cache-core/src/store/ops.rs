@@ -62,6 +62,16 @@ pub struct Write<'a> {
     pub vivify: Option<u32>,
 }
 
+/// How [`Store::get_bounded`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bounded {
+    /// The item to encode; the get was counted and applied.
+    Hit(ItemId),
+    Miss,
+    /// The item is there but its reply would not fit: nothing happened.
+    Over(ItemId),
+}
+
 /// How `incr`/`decr` ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArithOutcome {
@@ -77,7 +87,28 @@ pub enum ArithOutcome {
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
     /// One key of `get`/`gets` (`touch` = None) or `gat`/`gats`. Returns the item to encode.
     pub fn get(&mut self, key: Key<'_>, touch: Option<i32>, now: u32) -> Option<ItemId> {
+        match self.get_bounded(key, touch, now, &mut |_| true) {
+            Bounded::Hit(id) => Some(id),
+            Bounded::Miss | Bounded::Over(_) => None,
+        }
+    }
+
+    /// [`Store::get`] for a caller with room for a reply of limited size: `fits` sees the item
+    /// first, and when it says no the get does not happen at all (nothing counted, bumped or
+    /// touched), so the caller can ask again once it has room.
+    pub fn get_bounded(
+        &mut self,
+        key: Key<'_>,
+        touch: Option<i32>,
+        now: u32,
+        fits: &mut dyn FnMut(&ItemView<'_>) -> bool,
+    ) -> Bounded {
         let id = self.find_visible(key, now);
+        if let Some(id) = id {
+            if !fits(&self.view(id)) {
+                return Bounded::Over(id);
+            }
+        }
         match touch {
             None => {
                 self.stats.cmd_get += 1;
@@ -94,13 +125,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
                 }
             }
         }
-        let id = id?;
+        let Some(id) = id else {
+            return Bounded::Miss;
+        };
         self.bump(id, now);
         match touch {
             Some(e) => self.set_exptime(id, realtime(e, now)),
             None => self.log_hit(id, key),
         }
-        Some(id)
+        Bounded::Hit(id)
     }
 
     /// The live, non-tombstone item for `key`.

@@ -1,52 +1,56 @@
-//! A tiny client for tests: one store, one session, byte requests in, reply text out.
+//! A tiny client for tests: one shard of the pipeline ([`cache_core::pipeline::sim`]), byte
+//! requests in, reply text out.
 
 use cache_core::{
-    exec::Session,
-    protocol::Parser,
-    store::{Store, StoreConfig},
+    pipeline::{
+        sim::{Config, Sim},
+        Worker,
+    },
+    store::StoreConfig,
 };
 
 pub(crate) struct Harness {
-    pub(crate) store: Store<Vec<u8>>,
+    sim: Sim,
+    conn: usize,
     pub(crate) now: u32,
-    parser: Parser,
-    session: Session,
 }
 
 impl Harness {
     pub(crate) fn new(arena: usize, cfg: StoreConfig) -> Harness {
-        let Ok(store) = Store::new(vec![0u8; arena], cfg) else {
+        let now = 1_700_000_000;
+        let cfg = Config {
+            shards: 1,
+            arena,
+            store: cfg,
+            ..Config::default()
+        };
+        let Ok(mut sim) = Sim::new(&cfg, now) else {
             panic!("store")
         };
-        Harness {
-            store,
-            now: 1_700_000_000,
-            parser: Parser::new(),
-            session: Session::new(),
-        }
+        let conn = sim.connect(0);
+        Harness { sim, conn, now }
     }
 
     pub(crate) fn small() -> Harness {
         Harness::new(16 << 20, StoreConfig::default())
     }
 
+    /// The shard's worker: its store to look at, and what tests do between requests.
+    pub(crate) fn worker(&mut self) -> &mut Worker<Vec<u8>, ()> {
+        self.sim.worker(0)
+    }
+
     /// Sends `req` (with `\r\n` already in it) and returns the reply as text.
     pub(crate) fn send(&mut self, req: &str) -> String {
-        let mut out = Vec::new();
-        let fed = self.session.feed(
-            &self.parser,
-            &mut self.store,
-            req.as_bytes(),
-            self.now,
-            &mut out,
-            &mut |_, _, _| {},
-        );
+        self.sim.set_now(self.now);
+        self.sim.send(self.conn, req.as_bytes());
+        self.sim.run();
         assert_eq!(
-            fed.consumed,
-            req.len(),
+            self.sim.unread_input(self.conn),
+            0,
             "request not fully consumed: {req:?}"
         );
-        String::from_utf8_lossy(&out).into_owned()
+        String::from_utf8_lossy(&self.sim.take_read(self.conn)).into_owned()
     }
 
     /// Sends each (request, expected reply) pair in order.

@@ -162,7 +162,7 @@ fn silent(req: &Request<'_>) -> bool {
         Request::Delete(d) => d.noreply,
         Request::Touch(t) => t.noreply,
         Request::LeaseSet(l) => l.noreply,
-        Request::TooLarge { reply, .. } => !reply,
+        Request::Refused { reply, .. } => !reply,
         _ => false,
     }
 }

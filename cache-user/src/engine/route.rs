@@ -41,7 +41,7 @@ pub(crate) fn route(req: &Request<'_>, me: usize, shards: usize) -> (Route, Opti
         Request::Delete(d) => d.key,
         Request::Touch(t) => t.key,
         Request::LeaseSet(l) => l.key,
-        Request::TooLarge { key, .. } => key,
+        Request::Refused { key, .. } => key,
         Request::MetaGet(m) | Request::MetaDelete(m) | Request::MetaArith(m) => {
             m.flags.decode_key(m.key, &mut scratch)
         }

@@ -239,7 +239,7 @@ fn extras(rng: &mut SmallRng, flags: &mut Vec<Flag>, from: &[u8]) {
 
 /// A CAS: usually the key's current one, sometimes a near miss, zero or anything.
 fn cas_for(rng: &mut SmallRng, key: &[u8], plain: &Plain) -> u64 {
-    let current = plain.live(key).map_or(plain.cas_counter(), |it| it.cas);
+    let current = plain.live(key).map_or(plain.cas_counter(key), |it| it.cas);
     match rng.gen_range(0..10) {
         0..=5 => current,
         6 => current + 1,

@@ -92,7 +92,7 @@ impl Plain {
             _ => b"NF",
         };
         out.extend_from_slice(code);
-        let new_cas = if stored { self.cas } else { 0 };
+        let new_cas = if stored { self.cas_counter(key) } else { 0 };
         for f in flags {
             match f {
                 Flag::Ret(b'c') => out.extend_from_slice(format!(" c{new_cas}").as_bytes()),

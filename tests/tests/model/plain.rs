@@ -1,5 +1,9 @@
-//! The plain model: a `HashMap` of items plus a CAS counter, with memcached 1.6's semantics
+//! The plain model: a `HashMap` of items plus CAS counters, with memcached 1.6's semantics
 //! written out from the protocol (not from cache-core), computing the exact reply bytes.
+//!
+//! A server of several shards counts CAS values per shard, shard `s` of `n` handing out
+//! `s + n`, `s + 2n`, ... (one shard: memcached's 1, 2, 3, ...), so the model keeps one counter
+//! per shard and finds a key's shard as the server does.
 //!
 //! Dead items stay in the map until something looks their key up, as in the store: a later
 //! delayed `flush_all` can make an item flushed by an earlier one visible again (memcached's
@@ -9,6 +13,8 @@
 mod meta;
 
 use std::collections::HashMap;
+
+use cache_core::pipeline::route::shard_of;
 
 use super::request::{Op, StoreCmd};
 
@@ -38,7 +44,8 @@ pub(crate) struct Outcome {
 #[derive(Debug, Default)]
 pub(crate) struct Plain {
     items: HashMap<Vec<u8>, Item>,
-    cas: u64,
+    /// CAS ids handed out, per shard.
+    cas: Vec<u64>,
     /// memcached's `settings.oldest_live` (0 = no flush yet).
     oldest_live: u32,
     pub(crate) now: u32,
@@ -82,11 +89,21 @@ fn strtoull(data: &[u8]) -> Option<u64> {
 }
 
 impl Plain {
-    pub(crate) fn new(now: u32) -> Plain {
+    pub(crate) fn new(now: u32, shards: usize) -> Plain {
         Plain {
             now,
+            cas: vec![0; shards.max(1)],
             ..Plain::default()
         }
+    }
+
+    fn shard(&self, key: &[u8]) -> usize {
+        shard_of(key, self.cas.len())
+    }
+
+    /// The CAS id of the `seq`th write on `shard`.
+    fn cas_value(&self, shard: usize, seq: u64) -> u64 {
+        shard as u64 + seq * self.cas.len() as u64
     }
 
     fn dead(&self, it: &Item) -> bool {
@@ -104,9 +121,10 @@ impl Plain {
         self.items.iter().filter(|(_, it)| !self.dead(it))
     }
 
-    /// The last CAS id handed out.
-    pub(crate) fn cas_counter(&self) -> u64 {
-        self.cas
+    /// The last CAS id handed out on `key`'s shard.
+    pub(crate) fn cas_counter(&self, key: &[u8]) -> u64 {
+        let s = self.shard(key);
+        self.cas_value(s, self.cas[s])
     }
 
     /// The store dropped `key` on its own (eviction, reclaim, page move).
@@ -122,14 +140,16 @@ impl Plain {
         self.items.get_mut(key)
     }
 
-    fn next_cas(&mut self) -> u64 {
-        self.cas += 1;
-        self.cas
+    /// The next CAS id of `key`'s shard.
+    fn next_cas(&mut self, key: &[u8]) -> u64 {
+        let s = self.shard(key);
+        self.cas[s] += 1;
+        self.cas_value(s, self.cas[s])
     }
 
     /// Writes a new version of `key` and returns its CAS.
     fn link(&mut self, key: &[u8], value: Vec<u8>, flags: u32, exptime: u32) -> u64 {
-        let cas = self.next_cas();
+        let cas = self.next_cas(key);
         let born = self.now;
         self.items.insert(
             key.to_vec(),
@@ -305,7 +325,7 @@ impl Plain {
         if digits.len() <= it.value.len() {
             it.value[..digits.len()].copy_from_slice(&digits);
             it.value[digits.len()..].fill(b' ');
-            let cas = self.next_cas();
+            let cas = self.next_cas(key);
             if let Some(it) = self.items.get_mut(key) {
                 it.cas = cas;
             }
@@ -317,7 +337,8 @@ impl Plain {
     }
 
     /// `flush_all [delay]`: `oldest_live = realtime(delay) - 1`; when that is not in the
-    /// future the flush is immediate, kills everything and spends a CAS id.
+    /// future the flush is immediate, kills everything and spends a CAS id (on every shard:
+    /// each applies it).
     fn flush(&mut self, delay: i32) {
         let new_oldest = if delay > 0 {
             realtime(delay, self.now)
@@ -326,7 +347,9 @@ impl Plain {
         };
         self.oldest_live = new_oldest.wrapping_sub(1);
         if self.oldest_live <= self.now {
-            self.next_cas();
+            for c in &mut self.cas {
+                *c += 1;
+            }
             self.items.clear();
         }
     }
