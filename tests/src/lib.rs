@@ -3,7 +3,7 @@
 //! the external tools the tests drive.
 //!
 //! `KCACHE_TEST_TARGET=memcached cargo test -p kcache-tests` runs the whole suite against memcached
-//! (tests of kcache-only features say they are skipped for that target); the default is kcache,
+//! (tests of kcache-only features are skipped for that target, see `skip`); the default is kcache,
 //! from `KCACHE_BIN` or the workspace's `target/debug/kcache`, built once per test process.
 //! The model test (`tests/model.rs`) uses none of this: it drives `cache-core` in memory.
 
@@ -12,6 +12,7 @@ pub mod conn;
 pub mod kcache;
 pub mod reply;
 pub mod server;
+pub mod skip;
 pub mod target;
 pub mod testbed;
 pub mod tools;

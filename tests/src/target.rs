@@ -30,11 +30,14 @@ impl Target {
     }
 
     /// True when a test of `feature`, which only kcache has, must not run: the target is
-    /// memcached. Says so on stderr, so the skip shows in `--nocapture` output. This is a
-    /// deliberate choice of target, never a missing tool (those fail).
+    /// memcached. The skip is recorded ([`crate::skip::record`]), so it is counted as skipped,
+    /// not passed; the caller returns at once. This is a deliberate choice of target, never a
+    /// missing tool (those fail).
     pub fn skips_kcache_only(self, feature: &str) -> bool {
         if self == Target::Memcached {
-            eprintln!("skipped for {TARGET_ENV}=memcached: {feature} is kcache-only");
+            crate::skip::record(&format!(
+                "{feature} is kcache-only ({TARGET_ENV}=memcached)"
+            ));
         }
         self == Target::Memcached
     }

@@ -12,7 +12,8 @@
 //!
 //! Native `XDP_TX` on a veth is delivered only if the peer runs an XDP program too, so the
 //! client end gets kcache's pass-through program (`kcache xdp-pass`). Traffic never leaves the
-//! two namespaces. Needs root; fails loudly without it.
+//! two namespaces. Needs root: tests check it first with `skip::unless_root`, and `up` fails
+//! loudly without it.
 
 use std::{
     fs::File,

@@ -7,10 +7,13 @@
 //! - `lease.rs`: mcrouter's `lease-get`/`lease-set` (kcache-only: memcached answers `ERROR`).
 //! - `udp.rs`: the UDP frame: small and multi-datagram replies, a dropped multi-datagram
 //!   request, a 24-key multiget.
+//! - `access.rs`: `mg … l h` after a real 2.5 s pause (last access and fetched-before).
 //!
 //! Each request is followed by `mn`, and the reply is everything before its `MN`
 //! (`Conn::expect`), so quiet requests and `noreply` are checked for silence too.
 
+#[path = "conformance_meta/access.rs"]
+mod access;
 #[path = "conformance_meta/lease.rs"]
 mod lease;
 #[path = "conformance_meta/meta.rs"]

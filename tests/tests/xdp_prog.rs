@@ -1,15 +1,19 @@
 //! The XDP program under `BPF_PROG_TEST_RUN`: every parsing case of issue 5, answers checked
 //! byte for byte (with independently computed checksums), passes checked to leave the packet
-//! untouched, and each case's counter. Needs root and `cargo xtask ebpf`.
+//! untouched, and each case's counter. Needs `cargo xtask ebpf`, and root: skipped without it,
+//! except in CI, where it fails.
 #![expect(
     clippy::expect_used,
     reason = "table-style cases: a failed setup step or test run is the test failing, with its message"
 )]
 
 use cache_abi::{counter::*, AllowKey};
-use kcache_tests::xdp::{
-    frame::{self, Shape, CLIENT_MAC, CLIENT_PORT, CLIENT_V4, SERVER_MAC, SERVER_V4},
-    Prog, XDP_DROP, XDP_PASS, XDP_TX,
+use kcache_tests::{
+    skip,
+    xdp::{
+        frame::{self, Shape, CLIENT_MAC, CLIENT_PORT, CLIENT_V4, SERVER_MAC, SERVER_V4},
+        Prog, XDP_DROP, XDP_PASS, XDP_TX,
+    },
 };
 
 const PORT: u16 = 11311;
@@ -81,6 +85,9 @@ fn loaded() -> Prog {
 
 #[test]
 fn single_key_get_and_gets() {
+    if skip::unless_root("BPF_PROG_TEST_RUN").expect("root check") {
+        return;
+    }
     let p = loaded();
     // A one-key get is answered with memcached's exact bytes.
     assert_eq!(
@@ -111,6 +118,9 @@ fn single_key_get_and_gets() {
 
 #[test]
 fn vlan_and_ipv6() {
+    if skip::unless_root("BPF_PROG_TEST_RUN").expect("root check") {
+        return;
+    }
     let p = loaded();
     let want = b"VALUE foo 5 5\r\nhello\r\nEND\r\n";
     let vlan = Shape {
@@ -133,6 +143,9 @@ fn vlan_and_ipv6() {
 
 #[test]
 fn exact_keys_only() {
+    if skip::unless_root("BPF_PROG_TEST_RUN").expect("root check") {
+        return;
+    }
     let p = loaded();
     // A prefix of a HOT key, the key plus a byte, and a different key of the same length.
     pass(&p, Shape::default(), b"get fo\r\n", XDP_MISS);
@@ -145,6 +158,9 @@ fn exact_keys_only() {
 
 #[test]
 fn multiget_up_to_24_keys() {
+    if skip::unless_root("BPF_PROG_TEST_RUN").expect("root check") {
+        return;
+    }
     let mut p = Prog::load(PORT, &[]).expect("load");
     let keys: Vec<String> = (0..25).map(|i| format!("key:{i:04}")).collect();
     for (i, k) in keys.iter().enumerate() {
@@ -181,6 +197,9 @@ fn multiget_up_to_24_keys() {
 
 #[test]
 fn binary_values() {
+    if skip::unless_root("BPF_PROG_TEST_RUN").expect("root check") {
+        return;
+    }
     let mut p = Prog::load(PORT, &[]).expect("load");
     let value = b"a\r\nEND\r\n\0\xffb\n".to_vec();
     p.put(b"bin", 0, &value, 1).expect("put");
@@ -197,6 +216,9 @@ fn binary_values() {
 
 #[test]
 fn oversize_replies_go_up() {
+    if skip::unless_root("BPF_PROG_TEST_RUN").expect("root check") {
+        return;
+    }
     let mut p = Prog::load(PORT, &[]).expect("load");
     let big = vec![b'x'; 1000];
     p.put(b"a", 0, &big, 1).expect("put");
@@ -215,6 +237,9 @@ fn oversize_replies_go_up() {
 
 #[test]
 fn odd_packets_go_up() {
+    if skip::unless_root("BPF_PROG_TEST_RUN").expect("root check") {
+        return;
+    }
     let p = loaded();
     let line = b"get foo\r\n";
     let shape = |edit: fn(&mut Shape)| {
@@ -281,6 +306,9 @@ fn odd_packets_go_up() {
 
 #[test]
 fn slot_state_is_checked() {
+    if skip::unless_root("BPF_PROG_TEST_RUN").expect("root check") {
+        return;
+    }
     let mut p = Prog::load(PORT, &[]).expect("load");
     // Mid-write (odd seq), expired, and filled under another epoch: all misses.
     p.put_with(b"w", 0, b"1", 1, |h| h.seq = 3).expect("put");
@@ -307,6 +335,9 @@ fn slot_state_is_checked() {
 
 #[test]
 fn allowlist_drops_strangers() {
+    if skip::unless_root("BPF_PROG_TEST_RUN").expect("root check") {
+        return;
+    }
     let mut p = Prog::load(PORT, &[AllowKey::v4([10, 0, 0, 0], 24)]).expect("load");
     p.put(b"foo", 5, b"hello", 77).expect("put");
     hit(&p, Shape::default(), b"get foo\r\n");
@@ -342,6 +373,9 @@ fn allowlist_drops_strangers() {
 /// nothing, and the difference is the program's own cost. `--nocapture` shows it.
 #[test]
 fn cost_per_hit() {
+    if skip::unless_root("BPF_PROG_TEST_RUN").expect("root check") {
+        return;
+    }
     let hit = frame::request(
         Shape::default(),
         PORT,

@@ -1,24 +1,19 @@
 //! `cargo xtask test`: tools, fmt, the XDP object and its clippy pass, clippy, tests, fuzz smoke —
 //! in that order, stopping at the first failure.
 
+mod tally;
+
 use std::{
     io::{BufRead, BufReader},
-    path::Path,
+    path::{Path, PathBuf},
     process::Stdio,
     time::Instant,
 };
 
 use anyhow::{bail, Context, Result};
 
+use self::tally::{Summary, Tally, SKIP_DIR_ENV};
 use crate::{ebpf, fuzz, step, tools};
-
-/// Test counts summed over every `test result:` line cargo test printed.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Counts {
-    passed: u64,
-    failed: u64,
-    ignored: u64,
-}
 
 pub(crate) fn run(fuzz_seconds: u32) -> Result<()> {
     tools::ensure()?;
@@ -61,94 +56,61 @@ pub(crate) fn run(fuzz_seconds: u32) -> Result<()> {
         ],
     )?;
     let kcache = step::build_kcache(false)?;
-    let counts = cargo_test(&kcache)?;
+    let summary = cargo_test(&kcache)?;
     if fuzz_seconds == 0 {
         println!("\n== fuzz: skipped (--fuzz-seconds 0) ==");
     } else {
         fuzz::smoke(fuzz_seconds)?;
     }
-    // The last line sums up, in the plain form CI reads.
-    println!(
-        "\nxtask: {} passed, {} failed, {} skipped",
-        counts.passed, counts.failed, counts.ignored
-    );
+    // The skips with their reasons, then the last line, in the plain form CI reads.
+    println!("\n{summary}");
     Ok(())
 }
 
 /// Runs `cargo test --workspace` against `kcache` (the integration tests read `KCACHE_BIN`, so
 /// they test this build and build nothing themselves), echoing its output line by line and
-/// summing its results.
-fn cargo_test(kcache: &Path) -> Result<Counts> {
+/// tallying its results; tests that did not apply leave skip records in [`SKIP_DIR_ENV`]'s
+/// directory, which move them from passed to skipped.
+fn cargo_test(kcache: &Path) -> Result<Summary> {
     step::header("test");
     let start = Instant::now();
+    let skips = skip_dir()?;
+    match std::fs::remove_dir_all(&skips) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("clearing {}", skips.display()));
+        }
+        _ => {}
+    }
+    std::fs::create_dir_all(&skips).with_context(|| format!("creating {}", skips.display()))?;
     let mut cmd = step::cargo_cmd(&["test", "--workspace"]);
-    cmd.env("KCACHE_BIN", kcache);
+    cmd.env("KCACHE_BIN", kcache).env(SKIP_DIR_ENV, &skips);
     let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
         .context("starting cargo test")?;
     let stdout = child.stdout.take().context("cargo test has no stdout")?;
-    let mut counts = Counts::default();
+    let mut tally = Tally::default();
     for line in BufReader::new(stdout).lines() {
         let line = line.context("reading cargo test output")?;
         println!("{line}");
-        if let Some(c) = parse_result(&line) {
-            counts.passed += c.passed;
-            counts.failed += c.failed;
-            counts.ignored += c.ignored;
-        }
+        tally.line(&line);
     }
     let status = child.wait().context("waiting for cargo test")?;
     if !status.success() {
         bail!("step `test` failed: {cmd:?} exited with {status}");
     }
+    let summary = tally.settle(tally::read_skips(&skips)?)?;
     step::footer("test", start.elapsed());
-    Ok(counts)
+    Ok(summary)
 }
 
-/// Reads `test result: ok. 3 passed; 0 failed; 1 ignored; ...`.
-fn parse_result(line: &str) -> Option<Counts> {
-    let rest = line.trim().strip_prefix("test result: ")?;
-    let mut counts = Counts::default();
-    for part in rest.split(';') {
-        let mut words = part.split_whitespace().rev();
-        let (Some(what), Some(n)) = (words.next(), words.next()) else {
-            continue;
-        };
-        let Ok(n) = n.parse() else { continue };
-        match what {
-            "passed" => counts.passed = n,
-            "failed" => counts.failed = n,
-            "ignored" => counts.ignored = n,
-            _ => {}
-        }
-    }
-    Some(counts)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_result_lines() {
-        let cases = [
-            // A passing binary.
-            (
-                "test result: ok. 7 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.00s",
-                Some(Counts { passed: 7, failed: 0, ignored: 1 }),
-            ),
-            // A failing one.
-            (
-                "test result: FAILED. 2 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out",
-                Some(Counts { passed: 2, failed: 3, ignored: 0 }),
-            ),
-            // Other lines are not results.
-            ("test bucket::tests::hash_is_fixed ... ok", None),
-            ("running 7 tests", None),
-        ];
-        for (line, want) in cases {
-            assert_eq!(parse_result(line), want, "{line}");
-        }
-    }
+/// Where the tests leave skip records: an absolute path (cargo runs each test binary in its
+/// package's directory), in the target directory.
+fn skip_dir() -> Result<PathBuf> {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    Ok(std::env::current_dir()
+        .context("reading the current directory")?
+        .join(target)
+        .join("xtask-skips"))
 }

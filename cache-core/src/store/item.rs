@@ -16,8 +16,9 @@
 //! - `cas`: the item's CAS unique, which is also its version (see [`crate::version`]). With
 //!   [`EXT_VERSION`] set it came from a client (`E` flag) rather than the store's counter.
 //! - `exptime`: absolute Unix seconds; 0 never expires. An item is dead once `exptime <= now`.
-//! - `atime`: Unix seconds of the last access that bumped the item (meta `l`, `me la=`, and
-//!   delayed `flush_all`).
+//! - `atime`: Unix seconds of the last access (meta `l`, `me la=`, and delayed `flush_all`): set
+//!   by the write, then moved by every fetch but the first and by in-place updates, as in
+//!   memcached 1.6.18 (`Store::bump`).
 //! - `flags`: the client's opaque 32-bit flags.
 //! - `vlen`, `klen`: value and key lengths. `klen == 0` marks a free chunk (keys are never
 //!   empty), which is how a CLOCK sweep or a page move tells free chunks from items.

@@ -206,7 +206,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         let cas_stale = w.cas != 0 && !cas_match && w.set_stale && w.cas < h.cas;
         match mode {
             Mode::Add => {
-                self.bump_lru(old);
+                self.bump_lru(old, now);
                 (StoreOutcome::NotStored, 0)
             }
             Mode::Cas if cas_match => {
@@ -342,7 +342,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
             val[..digits.len()].copy_from_slice(digits);
             val[digits.len()..].fill(b' ');
             item::write_cas(chunk, cas);
-            self.bump_lru(id);
+            self.bump_lru(id, now);
             return ArithOutcome::Value(v, id);
         }
         // A new item, as in memcached: no binary-key mark carried over.

@@ -289,8 +289,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         }
     }
 
-    /// Records an access: the CLOCK reference bit, fetched mark and last-access time. Writes
-    /// only what changed, so a hot item's header line is not dirtied on every read.
+    /// Records a fetch as memcached 1.6.18's `do_item_bump` does: the first fetch only marks the
+    /// item fetched, a later one also moves its last-access time to `now` (and both set the
+    /// CLOCK reference bit). Writes only what changed, so a hot item's header line is not
+    /// dirtied on every read.
     pub(super) fn bump(&mut self, id: ItemId, now: u32) {
         let chunk = self.slabs.chunk_mut(id);
         let f = item::read_iflag(chunk);
@@ -298,18 +300,21 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Store<B> {
         if want != f {
             item::write_iflag(chunk, want);
         }
-        if item::read_atime(chunk) != now {
+        if f & item::ITEM_FETCHED != 0 && item::read_atime(chunk) != now {
             item::write_atime(chunk, now);
         }
     }
 
     /// An LRU bump without counting a fetch (memcached's `do_item_update`: `add` on an existing
-    /// key, an in-place `incr`).
-    pub(super) fn bump_lru(&mut self, id: ItemId) {
+    /// key, an in-place `incr`), which moves the last-access time to `now`.
+    pub(super) fn bump_lru(&mut self, id: ItemId, now: u32) {
         let chunk = self.slabs.chunk_mut(id);
         let f = item::read_iflag(chunk);
         if f & ITEM_REF == 0 {
             item::write_iflag(chunk, f | ITEM_REF);
+        }
+        if item::read_atime(chunk) != now {
+            item::write_atime(chunk, now);
         }
     }
 }

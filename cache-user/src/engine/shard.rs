@@ -287,7 +287,6 @@ impl Shard {
         let mailbox = Arc::clone(&self.shared);
         let poll = Duration::from_micros(u64::from(self.shared.cfg.poll_us));
         loop {
-            self.now = unix_now();
             if let Some(h) = self.hot.as_mut() {
                 h.tick(&mut self.store, self.now);
             }
@@ -308,6 +307,10 @@ impl Shard {
             let sleep = mailbox.mailboxes[self.id].prepare_sleep();
             let r = self.ring.submit_and_wait(usize::from(sleep));
             mailbox.mailboxes[self.id].awake();
+            // The clock is read after the wait, so what the wait delivered runs at the time it
+            // came, not at the time the loop went to sleep (a stale `now` after an idle spell
+            // showed `mg … t l` and expiry seconds behind).
+            self.now = unix_now();
             if let Err(e) = r {
                 if !matches!(
                     e.raw_os_error(),

@@ -1,8 +1,9 @@
 //! The XDP program in a test: load the object, fill its maps, run packets through it with
 //! `BPF_PROG_TEST_RUN` (no network needed), and read its counters.
 //!
-//! Needs root (CAP_BPF + CAP_PERFMON) and the object built by `cargo xtask ebpf`; both are
-//! checked with a clear failure rather than a skip.
+//! Needs root (CAP_BPF + CAP_PERFMON) and the object built by `cargo xtask ebpf`. Tests check
+//! root first with `skip::unless_root` (a recorded skip outside CI, a failure in CI); loading
+//! without root or without the object fails with a clear reason.
 
 pub mod frame;
 
