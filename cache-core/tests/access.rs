@@ -21,11 +21,7 @@
 //! the time moves when the LRU maintainer thread gets to it, up to a second later, so memcached
 //! sometimes reports one second less than these replies. kcache moves it at the fetch.
 
-use cache_core::{
-    exec::Session,
-    protocol::Parser,
-    store::{Store, StoreConfig},
-};
+use cache_core::pipeline::sim::{Config, Sim};
 
 /// One step: seconds the clock moves first, the request, memcached 1.6.18's reply.
 type Step = (u32, &'static str, &'static str);
@@ -201,23 +197,25 @@ const CASES: &[(&str, &[Step])] = &[
 #[test]
 fn last_access_and_fetched_follow_memcached() {
     for (name, steps) in CASES {
-        let Ok(mut store) = Store::new(vec![0u8; 16 << 20], StoreConfig::default()) else {
+        // One shard of the request pipeline, as the engine runs it.
+        let mut now = 1_700_000_000;
+        let Ok(mut sim) = Sim::new(
+            &Config {
+                shards: 1,
+                ..Config::default()
+            },
+            now,
+        ) else {
             panic!("store");
         };
-        let (parser, mut session) = (Parser::new(), Session::new());
-        let mut now = 1_700_000_000;
+        let c = sim.connect(0);
         for (i, &(secs, request, want)) in steps.iter().enumerate() {
             now += secs;
-            let mut out = Vec::new();
-            let fed = session.feed(
-                &parser,
-                &mut store,
-                request.as_bytes(),
-                now,
-                &mut out,
-                &mut |_, _, _| {},
-            );
-            assert_eq!(fed.consumed, request.len(), "{name}, step {i}: {request:?}");
+            sim.set_now(now);
+            sim.send(c, request.as_bytes());
+            sim.run();
+            assert_eq!(sim.unread_input(c), 0, "{name}, step {i}: {request:?}");
+            let out = sim.take_read(c);
             let got = String::from_utf8_lossy(&out);
             assert_eq!(
                 layout_free(&got),
