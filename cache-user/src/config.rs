@@ -20,6 +20,10 @@
 //! | udp_reply_cap   | 64..=1400               | memcached's largest UDP reply payload is 1400    |
 //! | node_id         | 0..u32::MAX             | `u32::MAX` means "no node" in the bucket map     |
 //! | bucket_map      | "" or a readable path   | read (and checked) at start and on SIGHUP        |
+//! | conn_reply_max  | 64 KiB..=4 GiB          | one client's replies held; fits one item anyway  |
+//! | *_pool_mb       | 1..=1048576             | what the shards lend clients beyond allowances   |
+//! | udp_reply_max   | 1400..=4 GiB            | a UDP reply is capped before it is made          |
+//! | reply_stall_secs| 0..=86400 (0 = never)   | close non-readers holding pool memory others want|
 //!
 //! Memory is split evenly across threads, and one shard's arena must hold two of its pages (a page
 //! is `max(item_max, 1 MiB)`, so the largest class can always get one while another class holds
@@ -92,6 +96,19 @@ pub(crate) struct Config {
     pub(crate) node_id: u32,
     /// Bucket map file in `BucketMap`'s text form; empty = this node owns every bucket at epoch 1.
     pub(crate) bucket_map: String,
+    /// Reply bytes one connection may hold (raised to fit one whole item).
+    #[serde(deserialize_with = "size")]
+    pub(crate) conn_reply_max: usize,
+    /// Bytes the shards lend connections beyond their own allowance, for replies and for
+    /// requests still arriving, split over the threads.
+    pub(crate) reply_pool_mb: usize,
+    pub(crate) input_pool_mb: usize,
+    /// Largest reply to one UDP datagram.
+    #[serde(deserialize_with = "size")]
+    pub(crate) udp_reply_max: usize,
+    /// A client holding borrowed reply bytes that reads nothing this long while others wait is
+    /// closed; 0 = never.
+    pub(crate) reply_stall_secs: u32,
 }
 
 impl Default for Config {
@@ -120,6 +137,11 @@ impl Default for Config {
             udp_reply_cap: 1400,
             node_id: 0,
             bucket_map: String::new(),
+            conn_reply_max: MIB,
+            reply_pool_mb: 16,
+            input_pool_mb: 16,
+            udp_reply_max: MIB,
+            reply_stall_secs: 10,
         }
     }
 }
@@ -238,6 +260,7 @@ impl Config {
             bail!("log (--log) {:?} is not a tracing filter: {e}", self.log);
         }
         self.check_udp()?;
+        self.check_budget()?;
         self.check_shards()
     }
 
@@ -367,6 +390,7 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     d.deserialize_any(Size)
 }
 
+mod budget;
 mod udp;
 
 pub(crate) use udp::XdpMode;

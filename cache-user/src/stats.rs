@@ -40,9 +40,27 @@ pub(crate) struct Process {
     /// writes dropped without a reply.
     pub(crate) bucket_refused: u64,
     pub(crate) bucket_refused_noreply: u64,
+    /// The engine's own counters.
+    pub(crate) engine: Engine,
     /// The XDP program's counters, `xdp_native` (1 = driver mode, 0 = generic) and
     /// `xdp_hot_slots`, in order; empty without XDP.
     pub(crate) xdp: Vec<(&'static str, u64)>,
+}
+
+/// What the engine counts, summed (or for `event_loop_max_us`, the largest) over shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Engine {
+    /// memcached's: times accepting stopped because file descriptors ran out.
+    pub(crate) listen_disabled_num: u64,
+    /// Clients closed for holding borrowed reply memory while reading nothing.
+    pub(crate) conns_stall_closed: u64,
+    /// Reply datagrams dropped because too many were in flight.
+    pub(crate) udp_replies_dropped: u64,
+    /// The longest event-loop turn of any shard since the last `stats reset`, microseconds.
+    pub(crate) event_loop_max_us: u64,
+    /// Bytes the shards' reply and input pools have lent out now.
+    pub(crate) reply_pool_lent: u64,
+    pub(crate) input_pool_lent: u64,
 }
 
 /// The `stats` groups kcache answers. `Reset` only replies `RESET`: zeroing the counters is the
@@ -180,9 +198,10 @@ fn general(p: &Process, s: &Stats, classes: &[ClassStats], now: u32, cpu: Cpu, o
         ("bytes_read", p.bytes_read),
         ("bytes_written", p.bytes_written),
         ("limit_maxbytes", p.limit_maxbytes),
-        // Listeners are never paused: past the limit, connections are accepted and refused.
+        // Past `-c`, connections are accepted and refused; listeners pause only when file
+        // descriptors run out (counted in listen_disabled_num), for milliseconds.
         ("accepting_conns", 1),
-        ("listen_disabled_num", 0),
+        ("listen_disabled_num", p.engine.listen_disabled_num),
         ("time_in_listen_disabled_us", 0),
         ("threads", p.threads as u64),
         // No per-event request limit (`-R`), so no yields.
@@ -208,6 +227,11 @@ fn general(p: &Process, s: &Stats, classes: &[ClassStats], now: u32, cpu: Cpu, o
         ("buckets_owned", p.buckets_owned),
         ("bucket_refused", p.bucket_refused),
         ("bucket_refused_noreply", p.bucket_refused_noreply),
+        ("conns_stall_closed", p.engine.conns_stall_closed),
+        ("udp_replies_dropped", p.engine.udp_replies_dropped),
+        ("event_loop_max_us", p.engine.event_loop_max_us),
+        ("reply_pool_lent", p.engine.reply_pool_lent),
+        ("input_pool_lent", p.engine.input_pool_lent),
     ] {
         stat(out, name, v);
     }

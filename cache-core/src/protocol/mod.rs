@@ -15,6 +15,7 @@ pub mod encode;
 mod lease;
 pub mod meta;
 mod owned;
+pub mod reply;
 pub mod token;
 pub mod udp;
 

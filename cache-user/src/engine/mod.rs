@@ -1,14 +1,35 @@
-//! The engine: one pinned thread per core, each with its own io_uring, store shard, slab arena,
-//! SO_REUSEPORT listener and UDP socket. A key belongs to one shard; a request for another
-//! shard's key travels by message and its reply comes back in the connection's order.
+//! The engine: one pinned thread per core, each with its own io_uring, request pipeline core
+//! (store shard, slab arena, pools), SO_REUSEPORT listener and UDP socket. A key belongs to one
+//! shard; a request for another shard's key travels parsed by message and its reply comes back
+//! in the connection's order (cache-core's `pipeline` does all of that; this is its host).
+//!
+//! # Memory
+//!
+//! What clients can make a shard hold is bounded (cache-core's `pipeline::budget`): each
+//! connection holds at most `reply_free` (32 KiB) of unsent replies and `input_free` (16 KiB) of
+//! a partial request on its own, and borrows beyond that from the shard's reply and input pools
+//! (`reply_pool_mb` and `input_pool_mb` split over the threads), never past `conn_reply_max`.
+//! Replies are made as the client reads: a multiget stops when its connection's room runs out
+//! and resumes as bytes are sent, so a 3 KB `get` naming a 1 MB key 1500 times holds about one
+//! megabyte, not 1.5 GB. A value that cannot get input-pool bytes is refused as memcached
+//! refuses a set it cannot allocate (`SERVER_ERROR out of memory storing object`), a UDP reply
+//! is capped at `udp_reply_max` before it is made. So beyond `-m` the process holds a fixed
+//! overhead (measured and documented in the README's Memory section): per shard the receive
+//! buffers, rings and key index, both pools, and per connection slot at most 48 KiB.
 
-mod bufring;
 mod conn;
+mod host;
+mod hot;
+mod listen;
 mod msg;
+pub(crate) mod outbound;
 mod own;
 mod reload;
-mod route;
+mod ring;
 mod shard;
+mod stream;
+mod tick;
+mod udp;
 
 use std::{
     net::SocketAddr,
@@ -26,7 +47,7 @@ use nix::sys::{
     socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage},
 };
 
-use self::{conn::StatsPart, msg::Mailbox, own::Ownership, reload::Reloader, shard::Shard};
+use self::{msg::Mailbox, msg::StatsPart, reload::Reloader, shard::Shard};
 use crate::{
     config::Config,
     fastpath::{
@@ -69,6 +90,7 @@ impl Shared {
         let mut classes: Vec<ClassStats> = Vec::new();
         let (mut read, mut written, mut refused) = (0, 0, 0);
         let (mut bucket_refused, mut bucket_refused_noreply) = (0, 0);
+        let mut engine = crate::stats::Engine::default();
         for (s, cls, counters) in parts {
             total.add(s);
             read += counters.bytes_read;
@@ -76,6 +98,12 @@ impl Shared {
             refused += counters.udp_refused;
             bucket_refused += counters.bucket_refused;
             bucket_refused_noreply += counters.bucket_refused_noreply;
+            engine.listen_disabled_num += counters.listen_disabled;
+            engine.conns_stall_closed += counters.stalled_closed;
+            engine.udp_replies_dropped += counters.udp_dropped;
+            engine.event_loop_max_us = engine.event_loop_max_us.max(counters.loop_max_us);
+            engine.reply_pool_lent += counters.reply_pool_lent;
+            engine.input_pool_lent += counters.input_pool_lent;
             if classes.len() < cls.len() {
                 classes.resize(cls.len(), ClassStats::default());
             }
@@ -112,6 +140,7 @@ impl Shared {
             buckets_owned: self.buckets_owned.load(Ordering::Relaxed),
             bucket_refused,
             bucket_refused_noreply,
+            engine,
             xdp: self.xdp_stats(),
         };
         if !crate::stats::write(args, &p, &total, &classes, now, out) {
@@ -146,7 +175,8 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
     signals
         .thread_block()
         .context("blocking SIGINT/SIGTERM/SIGHUP")?;
-    let own = Arc::new(Ownership::load(&cfg.bucket_map, cfg.node_id)?);
+    listen::raise_nofile(cfg.max_connections, n);
+    let own = Arc::new(own::load(&cfg.bucket_map, cfg.node_id)?);
     if own.owned() == 0 {
         tracing::warn!(
             node = cfg.node_id,
@@ -261,6 +291,7 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
         arena = %memory,
         bucket_epoch = own.epoch(),
         buckets_owned = own.owned(),
+        budget_mb = cfg.budget_bytes() >> 20,
         "kcache {} listening",
         cache_core::exec::VERSION
     );

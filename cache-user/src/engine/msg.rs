@@ -12,80 +12,88 @@ use std::{
     },
 };
 
-use cache_core::store::{slabs::ClassStats, Stats};
+use cache_core::{
+    bucket::Ownership,
+    pipeline::{Answer, Remote, Ticket},
+    store::{slabs::ClassStats, Stats},
+};
 use crossbeam_queue::SegQueue;
 
-use super::own::Ownership;
+use super::conn::ConnId;
 
-/// Which connection slot a reply belongs to.
+/// A client of some shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ConnRef {
     pub shard: usize,
-    pub idx: u32,
-    pub gen: u32,
+    pub conn: ConnId,
 }
 
+/// One shard's answer to a `stats` request.
+pub(crate) type StatsPart = (Stats, Vec<ClassStats>, ShardCounters);
+
 /// One cross-shard message.
+#[derive(Debug)]
 pub(crate) enum Msg {
-    /// Run these request bytes (one whole request) on your store; reply to `to`.
+    /// Run `op` on your store; answer `from` with `ticket`.
     Exec {
-        to: ConnRef,
-        seq: u64,
-        part: u32,
-        /// The key's hash, when routing computed it (see `exec::execute_hashed`).
-        hash: Option<u64>,
-        bytes: Vec<u8>,
+        from: ConnRef,
+        ticket: Ticket,
+        op: Remote,
     },
-    /// The keys of a multiget that live on your store (`get`/`gets`/`gat`/`gats`/`lease-get`).
-    GetKeys {
+    /// The answer to an `Exec`.
+    Answer {
         to: ConnRef,
-        seq: u64,
-        part: u32,
-        kind: GetKind,
-        keys: Vec<u8>,
+        ticket: Ticket,
+        answer: Answer,
     },
-    /// `flush_all` reaches every shard.
-    Flush { delay: i32 },
+    /// Apply `flush_all` (the sender already did); say so to `from`.
+    Flush {
+        from: ConnRef,
+        ticket: Ticket,
+        delay: i32,
+    },
+    Flushed {
+        to: ConnRef,
+        ticket: Ticket,
+    },
+    /// Send me your counters for `stats`.
+    StatsReq {
+        from: ConnRef,
+        ticket: Ticket,
+    },
+    StatsPart {
+        to: ConnRef,
+        ticket: Ticket,
+        part: Box<StatsPart>,
+    },
     /// `stats reset` reaches every shard.
     ResetStats,
     /// A newer bucket map: use it from now on and drop the items of the buckets it takes away.
     Buckets(Arc<Ownership>),
-    /// Send me your counters for `stats`.
-    StatsReq { to: ConnRef, seq: u64, part: u32 },
-    /// A finished reply part.
-    Reply {
-        to: ConnRef,
-        seq: u64,
-        part: u32,
-        bytes: Vec<u8>,
-    },
-    /// A shard's counters.
-    StatsPart {
-        to: ConnRef,
-        seq: u64,
-        part: u32,
-        stats: Box<(Stats, Vec<ClassStats>, ShardCounters)>,
-    },
 }
 
-/// How the keys of a [`Msg::GetKeys`] are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GetKind {
-    Get { cas: bool, touch: Option<i32> },
-    Lease,
-}
-
-/// Per-shard network counters, summed for `stats`.
+/// Per-shard counters of the engine, summed for `stats`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ShardCounters {
     pub bytes_read: u64,
     pub bytes_written: u64,
     /// Datagrams dropped: their source is outside the UDP allowlist.
     pub udp_refused: u64,
+    /// Reply datagrams dropped: too many were in flight.
+    pub udp_dropped: u64,
     /// Requests not run because a key's bucket is not this node's (silent ones included).
     pub bucket_refused: u64,
     /// Of those, `noreply` writes dropped without a reply.
     pub bucket_refused_noreply: u64,
+    /// Times accepting stopped because the process ran out of file descriptors.
+    pub listen_disabled: u64,
+    /// Connections closed because they held borrowed reply memory and read nothing.
+    pub stalled_closed: u64,
+    /// The longest event-loop turn, microseconds, since the last `stats reset`.
+    pub loop_max_us: u64,
+    /// Reply and input bytes lent out by the shard's pools now.
+    pub reply_pool_lent: u64,
+    pub input_pool_lent: u64,
 }
 
 pub(crate) struct Mailbox {

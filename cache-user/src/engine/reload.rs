@@ -11,9 +11,9 @@
 
 use std::sync::{atomic::Ordering, Arc, Mutex, PoisonError};
 
-use cache_core::bucket::NodeId;
+use cache_core::bucket::{NodeId, Ownership};
 
-use super::{msg::Msg, own::Ownership, Shared};
+use super::{msg::Msg, own, Shared};
 use crate::fastpath::loader::Fastpath;
 
 /// The signal thread's side of the bucket map.
@@ -46,7 +46,7 @@ impl Reloader {
             tracing::info!("SIGHUP: no bucket_map configured; nothing to reload");
             return;
         }
-        let new = match Ownership::load(&self.path, self.node) {
+        let new = match own::load(&self.path, self.node) {
             Ok(own) => own,
             Err(e) => {
                 tracing::warn!("SIGHUP: keeping the bucket map of epoch {epoch}: {e:#}");

@@ -25,6 +25,14 @@ fn process() -> Process {
         buckets_owned: 16384,
         bucket_refused: 3,
         bucket_refused_noreply: 1,
+        engine: Engine {
+            listen_disabled_num: 4,
+            conns_stall_closed: 5,
+            udp_replies_dropped: 6,
+            event_loop_max_us: 7,
+            reply_pool_lent: 8,
+            input_pool_lent: 9,
+        },
         xdp: Vec::new(),
     }
 }
@@ -210,7 +218,7 @@ fn general_exact() {
          STAT bytes_written 200\r\n\
          STAT limit_maxbytes 67108864\r\n\
          STAT accepting_conns 1\r\n\
-         STAT listen_disabled_num 0\r\n\
+         STAT listen_disabled_num 4\r\n\
          STAT time_in_listen_disabled_us 0\r\n\
          STAT threads 2\r\n\
          STAT conn_yields 0\r\n\
@@ -232,6 +240,11 @@ fn general_exact() {
          STAT buckets_owned 16384\r\n\
          STAT bucket_refused 3\r\n\
          STAT bucket_refused_noreply 1\r\n\
+         STAT conns_stall_closed 5\r\n\
+         STAT udp_replies_dropped 6\r\n\
+         STAT event_loop_max_us 7\r\n\
+         STAT reply_pool_lent 8\r\n\
+         STAT input_pool_lent 9\r\n\
          END\r\n",
         cache_core::exec::VERSION
     );

@@ -350,6 +350,11 @@ impl Session {
         !self.queue.is_empty()
     }
 
+    /// Whether a datagram's reply was given up for an error (see [`Session::datagram`]).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
     /// Whether the connection must hang up once its output is sent.
     pub fn closing(&self) -> bool {
         self.close

@@ -1,0 +1,94 @@
+//! The periodic work, on a 100 ms timeout: the coherence hook's scans (XDP promotion and
+//! demotion, spread over ticks), once a second the slab rebalancer and the stalled-reader rule,
+//! and the longest event-loop turn for `stats`.
+//!
+//! The stalled-reader rule: a client that holds reply bytes borrowed from the shard's pool and
+//! has read nothing for `reply_stall_secs` while other clients wait for that pool is closed (and
+//! counted in `conns_stall_closed`), so clients that stop reading cannot keep the pool from the
+//! ones that read. A client within its own allowance is never closed for being slow.
+
+use std::time::{Duration, Instant};
+
+use io_uring::{opcode, types::Timespec};
+
+use super::{conn::Kind, ring::Op, shard::Shard};
+
+/// How often the tick runs.
+const TICK: Duration = Duration::from_millis(100);
+
+impl Shard {
+    pub(crate) fn arm_tick(&mut self) {
+        let ts = Box::new(Timespec::from(TICK));
+        let e = opcode::Timeout::new(&*ts).build();
+        self.ring.submit(e, Op::Tick(ts));
+    }
+
+    /// The tick's timeout fired.
+    pub(crate) fn ticked(&mut self) {
+        if self.stopping {
+            return;
+        }
+        self.arm_tick();
+        let second = self.now != self.last_second;
+        self.last_second = self.now;
+        self.core.worker.tick(self.now, second);
+        if second {
+            self.close_stalled();
+        }
+    }
+
+    /// Closes clients holding borrowed reply bytes that read nothing for too long while
+    /// others wait (see the module docs).
+    fn close_stalled(&mut self) {
+        let secs = self.shared.cfg.reply_stall_secs;
+        if secs == 0 || !self.core.replies.has_waiters() {
+            return;
+        }
+        let now = self.now;
+        let stalled: Vec<_> = self
+            .conns
+            .ids()
+            .into_iter()
+            .filter(|&id| {
+                self.conns.get_mut(id).is_some_and(|c| {
+                    let borrowed = c.session.borrowed() > 0;
+                    matches!(&c.kind, Kind::Stream(s) if borrowed && now.saturating_sub(s.last_sent) >= secs)
+                })
+            })
+            .collect();
+        for id in stalled {
+            self.counters.stalled_closed += 1;
+            tracing::info!(
+                shard = self.id,
+                "closing a client that read nothing for {secs} s while holding reply memory \
+                 others wait for"
+            );
+            self.begin_close(id, "stalled reader");
+            self.try_finish(id);
+        }
+    }
+
+    /// An outbound operation completed. No part of the cache node sends outbound requests yet
+    /// (the router does): their events are dropped here.
+    pub(crate) fn outbound_done(&mut self, op: crate::engine::outbound::OutOp, res: i32) {
+        self.outbound.complete(&mut self.ring, op, res);
+        self.outbound
+            .check_deadlines(&mut self.ring, std::time::Instant::now());
+        for e in self.outbound.take_events() {
+            tracing::debug!(
+                shard = self.id,
+                token = e.token,
+                ok = e.reply.is_ok(),
+                "outbound reply"
+            );
+        }
+    }
+
+    /// Records how long the turn that began at `start` took.
+    pub(crate) fn note_turn(&mut self, start: Instant) {
+        let us = start.elapsed().as_micros() as u64;
+        if us > self.counters.loop_max_us {
+            self.counters.loop_max_us = us;
+        }
+    }
+}
