@@ -8,8 +8,14 @@
 //!   a close; the server stays up and other connections are unaffected.
 //! - `memory.rs`: a 500 MB write flood into `-m 64` keeps resident memory within the limit plus
 //!   a fixed overhead, and the server still answers.
+//! - `budget.rs`: replies asked for and not read (a 6 KB `get` naming a 1 MB key 1500 times,
+//!   on 1, 2 and 100 connections), values sent halfway (300 × 1 MB, 2000 × 200 KB) and an
+//!   oversized UDP reply keep resident memory within `-m` plus the documented overhead while
+//!   another client is served; memcached's peaks are printed beside.
 //! - `signals.rs`: SIGTERM and SIGINT end the server with status 0 within 5 s.
 
+#[path = "abuse/budget.rs"]
+mod budget;
 #[path = "abuse/conns.rs"]
 mod conns;
 #[path = "abuse/input.rs"]

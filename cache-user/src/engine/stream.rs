@@ -16,6 +16,9 @@ use super::{
     shard::{Shard, TCP_GROUP},
 };
 
+/// The largest buffer a connection keeps between requests.
+const KEEP: usize = 32 << 10;
+
 impl Shard {
     /// Arms the connection's multishot receive if its session wants input.
     pub(crate) fn arm_recv(&mut self, id: ConnId) {
@@ -82,6 +85,15 @@ impl Shard {
                 let fed = c.session.feed(&mut cx, &input);
                 c.inbuf = input;
                 c.inbuf.drain(..fed.consumed);
+                // What a big request grew the buffer to goes once it is used (the budget counts
+                // bytes held; this keeps the allocation in line with them).
+                if c.inbuf.is_empty() {
+                    if c.inbuf.capacity() > KEEP / 2 {
+                        c.inbuf = Vec::new();
+                    }
+                } else if c.inbuf.capacity() > KEEP && c.inbuf.len() <= KEEP / 2 {
+                    c.inbuf.shrink_to(KEEP / 2);
+                }
             }
         }
         self.after(id);
@@ -223,6 +235,10 @@ impl Shard {
             Some((e, buf))
         } else {
             buf.clear();
+            if buf.capacity() > KEEP {
+                // A big reply's buffer goes; the next small ones need none this large.
+                buf = Vec::new();
+            }
             s.send = Send::Idle(buf);
             None
         };

@@ -2,10 +2,11 @@
 //! demotion, spread over ticks), once a second the slab rebalancer and the stalled-reader rule,
 //! and the longest event-loop turn for `stats`.
 //!
-//! The stalled-reader rule: a client that holds reply bytes borrowed from the shard's pool and
-//! has read nothing for `reply_stall_secs` while other clients wait for that pool is closed (and
-//! counted in `conns_stall_closed`), so clients that stop reading cannot keep the pool from the
-//! ones that read. A client within its own allowance is never closed for being slow.
+//! The stalled-reader rule: while clients wait for the shard's reply pool, a client with replies
+//! waiting to be sent that has read nothing for `reply_stall_secs` is closed (and counted in
+//! `conns_stall_closed`): clients that stop reading hold pool bytes, or queue for them ahead of
+//! clients that read, and would otherwise keep the pool from those for good. A client that reads,
+//! however slowly, or has nothing waiting for it, is never closed by this rule.
 
 use std::time::{Duration, Instant};
 
@@ -51,8 +52,8 @@ impl Shard {
             .into_iter()
             .filter(|&id| {
                 self.conns.get_mut(id).is_some_and(|c| {
-                    let borrowed = c.session.borrowed() > 0;
-                    matches!(&c.kind, Kind::Stream(s) if borrowed && now.saturating_sub(s.last_sent) >= secs)
+                    let waiting = c.session.held() > 0;
+                    matches!(&c.kind, Kind::Stream(s) if waiting && now.saturating_sub(s.last_sent) >= secs)
                 })
             })
             .collect();
