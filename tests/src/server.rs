@@ -48,6 +48,9 @@ pub struct Config {
     /// depends on the item's reference count, so with them running two memcached processes fed
     /// the same requests can store different bytes.
     pub quiet_background: bool,
+    /// A command (and its arguments) that runs the server, exec'ing it, such as `prlimit
+    /// --nofile=64:64`; empty runs it directly.
+    pub wrap: Vec<String>,
 }
 
 impl Config {
@@ -73,6 +76,12 @@ impl Config {
 
     pub fn udp(mut self) -> Config {
         self.udp = true;
+        self
+    }
+
+    /// Runs the server under `wrap` (see the field).
+    pub fn wrapped(mut self, wrap: &[&str]) -> Config {
+        self.wrap = wrap.iter().map(|s| (*s).to_owned()).collect();
         self
     }
 
@@ -139,7 +148,14 @@ impl Server {
         let mut last_error = None;
         for _ in 0..3 {
             let port = free_port()?;
-            let mut cmd = Command::new(&program);
+            let mut cmd = match config.wrap.split_first() {
+                Some((first, rest)) => {
+                    let mut c = Command::new(first);
+                    c.args(rest).arg(&program);
+                    c
+                }
+                None => Command::new(&program),
+            };
             cmd.args(&leading).args(config.args(port));
             let mut server = spawn(target, cmd, port, config.udp)?;
             match server.wait_ready() {

@@ -4,6 +4,8 @@
 //! - `conns.rs`: 2000 concurrent connections all served; over `-c`, new connections get the
 //!   refusal line and are closed while the admitted ones keep working.
 //! - `stall.rs`: clients stalled mid-command do not hold up another client.
+//! - `fds.rs`: past the descriptor limit, accepting backs off (CPU measured, no spin), counts
+//!   `listen_disabled_num`, and every waiting client is served once connections close.
 //! - `input.rs`: oversize keys, values and lines, and seeded garbage, get memcached's replies or
 //!   a close; the server stays up and other connections are unaffected.
 //! - `memory.rs`: a 500 MB write flood into `-m 64` keeps resident memory within the limit plus
@@ -18,6 +20,8 @@
 mod budget;
 #[path = "abuse/conns.rs"]
 mod conns;
+#[path = "abuse/fds.rs"]
+mod fds;
 #[path = "abuse/input.rs"]
 mod input;
 #[path = "abuse/memory.rs"]
