@@ -37,7 +37,14 @@ fn running_out_of_descriptors_backs_off_and_recovers() -> Result<()> {
     // A hard limit under -c that the server may not raise (no CAP_SYS_RESOURCE, even as root),
     // as on a host configured short of descriptors: it says so in its log and runs.
     let nofile = format!("--nofile={NOFILE}:{NOFILE}");
-    let wrap = ["prlimit", &nofile, "setpriv", "--bounding-set", "-sys_resource", "--"];
+    let wrap = [
+        "prlimit",
+        &nofile,
+        "setpriv",
+        "--bounding-set",
+        "-sys_resource",
+        "--",
+    ];
     let server = Server::start(target, &Config::default().max_conns(1000).wrapped(&wrap))?;
     ensure!(
         server.log().contains("RLIMIT_NOFILE"),
@@ -62,7 +69,10 @@ fn running_out_of_descriptors_backs_off_and_recovers() -> Result<()> {
     thread::sleep(Duration::from_secs(2));
     let busy = (cpu_secs(server.pid())? - before) / start.elapsed().as_secs_f64();
     eprintln!("{target}: out of descriptors, {busy:.3} CPU while waiting");
-    ensure!(busy < BUSY, "{target} used {busy:.2} CPU while out of descriptors: it spins");
+    ensure!(
+        busy < BUSY,
+        "{target} used {busy:.2} CPU while out of descriptors: it spins"
+    );
     // The accepted ones were answered; the rest wait in the backlog. All stay open until the
     // count is made (a close frees a descriptor).
     let mut waiting = Vec::new();
@@ -90,8 +100,14 @@ fn running_out_of_descriptors_backs_off_and_recovers() -> Result<()> {
         use std::io::Read;
         c.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut buf = [0u8; 64];
-        let n = c.read(&mut buf).with_context(|| format!("waiting connection {i}: no reply"))?;
-        ensure!(buf[..n].starts_with(b"VERSION "), "connection {i}: {:?}", &buf[..n]);
+        let n = c
+            .read(&mut buf)
+            .with_context(|| format!("waiting connection {i}: no reply"))?;
+        ensure!(
+            buf[..n].starts_with(b"VERSION "),
+            "connection {i}: {:?}",
+            &buf[..n]
+        );
     }
     eprintln!("{answered} answered at once, {still} after others closed");
     let deadline = Instant::now() + Duration::from_secs(10);
