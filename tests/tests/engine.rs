@@ -26,7 +26,10 @@ fn keys(n: usize) -> Vec<String> {
 
 #[test]
 fn a_request_after_flush_alls_ok_sees_no_older_item() -> Result<()> {
-    let server = Server::start(Target::from_env(), &Config::default().threads(SHARDS as u32))?;
+    let server = Server::start(
+        Target::from_env(),
+        &Config::default().threads(SHARDS as u32),
+    )?;
     let keys = keys(8);
     let mut writer = server.connect()?;
     // Readers on several connections, so some land on the other shard than the writer's.
@@ -52,7 +55,10 @@ fn a_request_after_flush_alls_ok_sees_no_older_item() -> Result<()> {
 
 #[test]
 fn a_pipeline_over_both_shards_answers_in_order() -> Result<()> {
-    let server = Server::start(Target::from_env(), &Config::default().threads(SHARDS as u32))?;
+    let server = Server::start(
+        Target::from_env(),
+        &Config::default().threads(SHARDS as u32),
+    )?;
     let keys = keys(4);
     let mut c = server.connect()?;
     c.set_timeout(Duration::from_secs(10))?;

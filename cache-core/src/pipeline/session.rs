@@ -245,6 +245,8 @@ impl Session {
 
 #[path = "session/feed.rs"]
 mod feed;
+#[path = "session/input.rs"]
+mod input;
 #[path = "session/reply.rs"]
 mod reply;
 
