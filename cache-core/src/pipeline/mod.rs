@@ -32,4 +32,4 @@ pub mod worker;
 pub use budget::{Limits, Pool};
 pub use remote::{Answer, GetKind, KeyList, Part, Remote};
 pub use session::{Core, Cx, Fed, Outgoing, Session, Ticket};
-pub use worker::{Coherence, Produced, Ran, Worker};
+pub use worker::{Coherence, Ran, Read, Worker};

@@ -13,7 +13,7 @@ use super::{
     budget::REPLY_SLACK,
     remote::{Answer, GetKind, KeyList, Part, Remote},
     session::{Env, Outgoing, Ticket},
-    worker::{Coherence, Produced},
+    worker::Coherence,
 };
 use crate::protocol::encode;
 
@@ -215,16 +215,20 @@ impl Multi {
             let i = self.next;
             let shard = self.list.shard(i);
             if shard == me {
+                // This shard's keys from here, in one read.
                 let room = env.room();
-                let (key, hash, now) = (self.list.key(i), self.list.hash(i), env.cx.now);
+                let now = env.cx.now;
+                let list = &self.list;
+                let mut local = (i..list.len())
+                    .take_while(|&j| list.shard(j) == me)
+                    .map(|j| (list.key(j), list.hash(j)));
                 let w = &mut env.cx.core.worker;
-                match w.key(self.kind, key, hash, now, room, &mut self.buf) {
-                    Produced::Done(n) => {
-                        // Within `room`, so it cannot fail.
-                        let _ = env.take(n);
-                        self.next += 1;
-                    }
-                    Produced::Over(need) => return self.want(need, env),
+                let r = w.read(self.kind, &mut local, now, room, &mut self.buf);
+                // Within `room` (a lease miss aside, counted all the same).
+                env.force(r.bytes);
+                self.next += r.count;
+                if let Some(need) = r.over {
+                    return self.want(need, env);
                 }
                 continue;
             }

@@ -20,7 +20,7 @@ use super::{
     queue::{Entry, One, OneState, Queue, Slot},
     remote::{Answer, GetKind, KeyList, Remote},
     route::{route, shard_of_hash, Route},
-    worker::{Coherence, Produced, Ran, Worker},
+    worker::{Coherence, Ran, Worker},
 };
 use crate::{
     bucket::khash,
@@ -165,7 +165,7 @@ impl<'e, 'c, B, H> Env<'e, 'c, B, H> {
     }
 
     /// Counts `n` bytes that are already made and cannot wait (the host's `stats` text).
-    fn force(&mut self, n: usize) {
+    pub(super) fn force(&mut self, n: usize) {
         if self.take(n).is_err() {
             self.acct.force(n);
         }

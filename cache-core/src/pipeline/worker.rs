@@ -47,7 +47,7 @@ pub enum Ran {
 
 /// How one key of a multi-key read ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Produced {
+enum Produced {
     /// Its reply (none for a miss) is in `out`: this many bytes.
     Done(usize),
     /// Not read: its reply would need this many bytes.
@@ -57,6 +57,17 @@ pub enum Produced {
 /// The reply bound of a `VALUE` block of this key and value, CAS included.
 fn value_bound(klen: usize, vlen: usize) -> usize {
     klen + vlen + 64
+}
+
+/// What [`Worker::read`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Read {
+    /// Keys read (hits and misses).
+    pub count: usize,
+    /// Bytes of replies written.
+    pub bytes: usize,
+    /// The next key's reply needs this many bytes, more than was left: it was not read.
+    pub over: Option<usize>,
 }
 
 /// One shard's store, its view of the bucket map and its coherence hook.
@@ -125,6 +136,24 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, H: Coherence<B>> Worker<B, H> {
         if self.refuse(req, hash, out) {
             return Ran::Done(Action::Done);
         }
+        // A one-key get: its bounded read is one lookup, not a look and then a read.
+        if let (Request::Get(g), Some(hash)) = (req, hash) {
+            if let Some(key) = g.keys.iter().next() {
+                let kind = GetKind::Get {
+                    cas: g.cas,
+                    touch: g.touch,
+                };
+                let room = limit.saturating_sub(encode::END.len());
+                let r = self.read(kind, &mut std::iter::once((key, hash)), now, room, out);
+                return match r.over {
+                    Some(need) => Ran::Over(need + encode::END.len()),
+                    None => {
+                        out.extend_from_slice(encode::END);
+                        Ran::Done(Action::Done)
+                    }
+                };
+            }
+        }
         if let Some(need) = self.over(req, hash, now, limit) {
             return Ran::Over(need);
         }
@@ -159,9 +188,38 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, H: Coherence<B>> Worker<B, H> {
         (need > limit).then_some(need)
     }
 
-    /// One key of a multi-key read, if its reply fits `limit` bytes. The caller checked the
-    /// bucket map for the whole read (a key the map no longer gives this node is left out).
-    pub fn key(
+    /// Reads `keys` (each with its hash) in order while each one's reply fits what is left of
+    /// `limit`, appending the replies to `out`; stops at the first that does not fit, which is
+    /// not read at all. The caller checked the bucket map for the whole read (a key the map no
+    /// longer gives this node is left out, as a miss).
+    pub fn read(
+        &mut self,
+        kind: GetKind,
+        keys: &mut dyn Iterator<Item = (&[u8], u64)>,
+        now: u32,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> Read {
+        let mut r = Read::default();
+        for (key, hash) in keys {
+            match self.key(kind, key, hash, now, limit.saturating_sub(r.bytes), out) {
+                Produced::Done(n) => {
+                    r.count += 1;
+                    r.bytes += n;
+                }
+                Produced::Over(need) => {
+                    r.over = Some(need);
+                    break;
+                }
+            }
+        }
+        self.hook.after(&mut self.store, now);
+        r
+    }
+
+    /// One key of a multi-key read, if its reply fits `limit` bytes (see [`Worker::read`];
+    /// the caller runs the hook).
+    fn key(
         &mut self,
         kind: GetKind,
         key: &[u8],
@@ -205,7 +263,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, H: Coherence<B>> Worker<B, H> {
                 exec::lease_key(&mut self.store, key, now, out);
             }
         }
-        self.hook.after(&mut self.store, now);
         Produced::Done(out.len() - before)
     }
 
@@ -243,6 +300,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, H: Coherence<B>> Worker<B, H> {
                 }
             }
         }
+        self.hook.after(&mut self.store, now);
         Answer::Keys {
             bytes,
             ends,

@@ -170,7 +170,7 @@ impl Session {
         let before = buf.len();
         write(buf);
         let n = buf.len() - before;
-        let _ = self.take(cx, n);
+        self.force(cx, n);
         Went::On
     }
 
@@ -193,8 +193,8 @@ impl Session {
         match cx.core.worker.run(req, hash, cx.now, room, buf) {
             Ran::Done(action) => {
                 let n = buf.len() - before;
-                // Within `room`: cannot fail.
-                let _ = self.take(cx, n);
+                // Within `room` (a lease miss aside, counted all the same).
+                self.force(cx, n);
                 if action == Action::Close {
                     self.close = true;
                 }
@@ -276,23 +276,27 @@ impl Session {
             self.settle(cx, SMALL, n);
             return Went::On;
         }
-        for (at, k) in keys.iter().enumerate().skip(skip) {
+        // This shard's keys, up to the first of another shard.
+        let mut remote = false;
+        let mut local = keys.iter().skip(skip).map_while(|k| {
             let hash = khash(k);
-            if shards > 1 && shard_of_hash(hash, shards) != me {
-                return self.split(cx, kind, &keys, at);
-            }
-            let room = self.room(cx);
-            let buf = self.buf();
-            match cx.core.worker.key(kind, k, hash, now, room, buf) {
-                Produced::Done(n) => {
-                    let _ = self.take(cx, n);
-                }
-                Produced::Over(need) => {
-                    self.settle(cx, SMALL, 0);
-                    self.skip = at;
-                    return self.wait(cx, need);
-                }
-            }
+            let here = shards == 1 || shard_of_hash(hash, shards) == me;
+            remote |= !here;
+            here.then_some((k, hash))
+        });
+        let room = self.room(cx);
+        let buf = self.buf();
+        let r = cx.core.worker.read(kind, &mut local, now, room, buf);
+        let at = skip + r.count;
+        // Within `room` (a lease miss aside, counted all the same).
+        self.force(cx, r.bytes);
+        if let Some(need) = r.over {
+            self.settle(cx, SMALL, 0);
+            self.skip = at;
+            return self.wait(cx, need);
+        }
+        if remote {
+            return self.split(cx, kind, &keys, at);
         }
         self.buf().extend_from_slice(encode::END);
         self.settle(cx, SMALL, encode::END.len());
