@@ -202,7 +202,9 @@ fn replies_asked_for_and_not_read_stay_within_the_budget() -> Result<()> {
         }
     }
     if target == Target::Kcache {
-        giant_multigets(Target::Memcached, 256, 100)?;
+        for conns in [1, 100] {
+            giant_multigets(Target::Memcached, 256, conns)?;
+        }
     }
     Ok(())
 }
@@ -226,6 +228,7 @@ fn values_sent_halfway_stay_within_the_budget() -> Result<()> {
     }
     if target == Target::Kcache {
         stalled_values(Target::Memcached, 64, 300, 1_000_000)?;
+        stalled_values(Target::Memcached, 64, 2000, 200_000)?;
     }
     Ok(())
 }
