@@ -26,7 +26,7 @@ use crate::maps::{ALLOW, CONFIG, COUNTERS, SCRATCH};
 const UNCONFIGURED: u32 = u32::MAX;
 
 #[xdp]
-pub fn kcache_xdp(ctx: XdpContext) -> u32 {
+fn kcache_xdp(ctx: XdpContext) -> u32 {
     match run(&ctx) {
         Ok(keys) => {
             count(XDP_HIT, 1);
@@ -48,7 +48,7 @@ pub fn kcache_xdp(ctx: XdpContext) -> u32 {
 /// Does nothing but pass: native `XDP_TX` on a veth delivers only if the peer runs an XDP
 /// program, and this is the one the test bed attaches there.
 #[xdp]
-pub fn kcache_pass(_ctx: XdpContext) -> u32 {
+fn kcache_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 

@@ -14,29 +14,31 @@ use cache_abi::{
 use crate::scratch::Scratch;
 
 /// Slots of `HOT_SMALL` unless the loader says otherwise.
-pub const HOT_SMALL_SLOTS: u32 = 1 << 18;
+pub(crate) const HOT_SMALL_SLOTS: u32 = 1 << 18;
 /// Slots of `HOT_LARGE` unless the loader says otherwise.
-pub const HOT_LARGE_SLOTS: u32 = 1 << 13;
+pub(crate) const HOT_LARGE_SLOTS: u32 = 1 << 13;
 /// Most allowlist prefixes.
-pub const ALLOW_MAX: u32 = 1024;
+pub(crate) const ALLOW_MAX: u32 = 1024;
 
 #[map]
-pub static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
+pub(crate) static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
 
 #[map]
-pub static BUCKETS: Array<BucketEntry> = Array::with_max_entries(BUCKET_MAP_ENTRIES, 0);
+pub(crate) static BUCKETS: Array<BucketEntry> = Array::with_max_entries(BUCKET_MAP_ENTRIES, 0);
 
 #[map]
-pub static ALLOW: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(ALLOW_MAX, 0);
+pub(crate) static ALLOW: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(ALLOW_MAX, 0);
 
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
+pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
 
 #[map]
-pub static HOT_SMALL: Array<SmallSlot> = Array::with_max_entries(HOT_SMALL_SLOTS, BPF_F_MMAPABLE);
+pub(crate) static HOT_SMALL: Array<SmallSlot> =
+    Array::with_max_entries(HOT_SMALL_SLOTS, BPF_F_MMAPABLE);
 
 #[map]
-pub static HOT_LARGE: Array<LargeSlot> = Array::with_max_entries(HOT_LARGE_SLOTS, BPF_F_MMAPABLE);
+pub(crate) static HOT_LARGE: Array<LargeSlot> =
+    Array::with_max_entries(HOT_LARGE_SLOTS, BPF_F_MMAPABLE);
 
 #[map]
-pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

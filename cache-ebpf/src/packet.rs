@@ -15,22 +15,22 @@ const ETH_P_8021AD: u16 = 0x88a8;
 const IPPROTO_UDP: u8 = 17;
 
 /// Where the interesting parts of a UDP datagram to our port are.
-pub struct Frame {
+pub(crate) struct Frame {
     /// Offset of the IP header (14, or 18 with a VLAN tag).
-    pub l3: usize,
+    pub(crate) l3: usize,
     /// IPv6 (else IPv4).
-    pub v6: bool,
+    pub(crate) v6: bool,
     /// Offset of the UDP payload (the memcached frame header).
-    pub payload: usize,
+    pub(crate) payload: usize,
     /// Bytes of UDP payload, as the UDP header says (checked against the packet).
-    pub payload_len: usize,
+    pub(crate) payload_len: usize,
     /// Source address, IPv4 mapped into `::ffff:0:0/96`.
-    pub src: [u8; 16],
+    pub(crate) src: [u8; 16],
 }
 
 /// A pointer to a `T` at `off` bytes into the packet, if the packet is that long.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Result<*const T, u32> {
+pub(crate) fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Result<*const T, u32> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + off + core::mem::size_of::<T>() > end {
@@ -55,7 +55,7 @@ fn byte(ctx: &XdpContext, off: usize) -> Result<u8, u32> {
 
 /// Parses the headers of a UDP datagram for `port`, or says why the packet is not one.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext, port: u16) -> Result<Frame, u32> {
+pub(crate) fn parse(ctx: &XdpContext, port: u16) -> Result<Frame, u32> {
     let mut l3 = 14;
     let mut proto = be16(ctx, 12)?;
     if proto == ETH_P_8021Q || proto == ETH_P_8021AD {

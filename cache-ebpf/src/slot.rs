@@ -34,15 +34,15 @@ use crate::scratch::{Scratch, OUT_MASK, REQ_MASK};
 const HIT_SAMPLE: u64 = 8;
 
 /// What one key added to the answer.
-pub struct Copied {
+pub(crate) struct Copied {
     /// Bytes appended to `out`.
-    pub len: usize,
+    pub(crate) len: usize,
     /// Ones' complement sum of those bytes as placed (see cache-abi `hot`).
-    pub sum: u32,
+    pub(crate) sum: u32,
 }
 
 /// Why a key was not copied.
-pub enum Miss {
+pub(crate) enum Miss {
     /// Not in this table (or expired, or another epoch, or mid-write when first read).
     Absent,
     /// The reply would pass `cap`.
@@ -68,7 +68,7 @@ unsafe fn field<T: Copy>(p: *const T) -> T {
     clippy::too_many_arguments,
     reason = "one call site; a struct would only rename them"
 )]
-pub fn copy<const N: usize>(
+pub(crate) fn copy<const N: usize>(
     table: &Array<HotSlot<N>>,
     set_mask: u32,
     s: &mut Scratch,
@@ -87,9 +87,9 @@ pub fn copy<const N: usize>(
             return Err(Miss::Absent);
         };
         way += 1;
-        // SAFETY (all `field` reads below): `p` points at a live array element (array elements
-        // are never freed); the fields are plain integers, and a torn read is caught by the seq
-        // check.
+        // SAFETY: `p` points at a live array element (array elements are never freed); the
+        // fields are aligned plain integers (so for every `field` read below), and a torn read
+        // is caught by the seq check.
         let seq = unsafe { field(addr_of!((*p).seq)) };
         // SAFETY: as above.
         let (state, slot_tag, klen) = unsafe {
@@ -160,9 +160,10 @@ pub fn copy<const N: usize>(
 /// `p` must point at a live slot.
 #[inline(always)]
 unsafe fn same_key<const N: usize>(p: *const HotSlot<N>, s: &Scratch) -> bool {
-    const { assert!(TEXT_KEY_AT == 6 && SLOT_HEAD % 8 == 0 && N % 8 == 0) };
+    const { assert!(TEXT_KEY_AT == 6 && SLOT_HEAD.is_multiple_of(8) && N.is_multiple_of(8)) };
     let (at, len) = (s.key_at(), s.key_len());
-    let words = addr_of!((*p).text).cast::<u64>();
+    // SAFETY: only the field's address is taken.
+    let words = unsafe { addr_of!((*p).text) }.cast::<u64>();
     // SAFETY: text word 0 is inside every slot (N >= 8, asserted above).
     let mut low = unsafe { field(words) };
     let mut i = 0;
@@ -235,7 +236,8 @@ unsafe fn copy_parts<const N: usize>(
     if at + len > cap {
         return Err(Miss::TooBig);
     }
-    let text = addr_of!((*p).text).cast::<u8>();
+    // SAFETY: only the field's address is taken.
+    let text = unsafe { addr_of!((*p).text) }.cast::<u8>();
     let mut sum = 0u32;
     let mut o = at;
     // SAFETY: every source range lies in `text` (checked against N above); every destination
