@@ -18,7 +18,9 @@ use cache_core::{
     bucket::BucketMap,
 };
 
-use super::{allow::Allowlist, bpffs::Pins, counters::Counters, object, region::Region, HotTables};
+use super::{
+    allow::Allowlist, bpffs::Pins, counters::Counters, object, ordering, region::Region, HotTables,
+};
 use crate::config::{Config, XdpMode};
 
 /// The maps, as this binary expects them: name, key size, value size (and, for fixed-size
@@ -85,6 +87,7 @@ pub(crate) struct Fastpath {
 impl Fastpath {
     /// Loads, fills, attaches and pins; see the module docs.
     pub(crate) fn start(s: &Settings) -> Result<Fastpath> {
+        ordering::check_this_machine()?;
         let bytes = object::bytes()?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("HOT_SMALL", s.small_slots)
