@@ -1,12 +1,16 @@
 //! The XDP program's per-CPU counters (`COUNTERS`, indexed by `cache_abi::counter`), summed over
 //! CPUs: for `stats` while the server runs with XDP, and for `kcache xdp-stats`, which reads the
 //! pinned map of a running server.
+//!
+//! `stats` also folds XDP's answers into memcached's own get counters ([`Answered`]): a get XDP
+//! answers never reaches the engine, so without them `cmd_get` and `get_hits` would leave out
+//! most of a hot server's reads and every exporter's hit ratio would be wrong.
 
 use std::{io::Write, path::Path};
 
 use anyhow::{Context, Result};
 use aya::maps::{Map, MapData, PerCpuArray};
-use cache_core::abi::counter::{COUNTERS_LEN, COUNTER_NAMES};
+use cache_core::abi::counter::{COUNTERS_LEN, COUNTER_NAMES, XDP_HIT_KEYS};
 
 use super::bpffs;
 
@@ -63,6 +67,27 @@ impl Counters {
     }
 }
 
+/// What XDP answered, in memcached's terms, from a [`Counters::read`] list (empty without XDP).
+///
+/// memcached counts `cmd_get` and `get_hits` per key, and XDP answers a request only when every
+/// one of its keys hit (a miss anywhere sends the whole request up, where the engine counts all
+/// its keys), so each key XDP answered (`xdp_hit_keys`) is one get and one hit, and none is a
+/// miss. `xdp_hit` (requests) stays a field of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Answered {
+    /// Keys answered: gets, all of them hits.
+    pub(crate) keys: u64,
+}
+
+impl Answered {
+    pub(crate) fn from_read(read: &[(&str, u64)]) -> Answered {
+        let name = COUNTER_NAMES[XDP_HIT_KEYS as usize];
+        Answered {
+            keys: read.iter().find(|(n, _)| *n == name).map_or(0, |&(_, v)| v),
+        }
+    }
+}
+
 /// `kcache xdp-stats`: the counters of the server running XDP on `iface` (or, when `iface` is
 /// `None`, on the one interface that has pins under `<bpffs>/kcache/`).
 pub(crate) fn print(bpffs: &Path, iface: Option<&str>, out: &mut impl Write) -> Result<()> {
@@ -93,5 +118,29 @@ fn only_iface(bpffs: &Path) -> Result<String> {
             "several interfaces have XDP servers ({}): pick one with --iface",
             many.join(", ")
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answered_counts_keys_not_requests() {
+        // (counters as read, keys answered)
+        let cases: [(&[(&str, u64)], u64); 3] = [
+            // Without XDP nothing was answered there.
+            (&[], 0),
+            // Three requests of 1, 2 and 24 keys: 27 gets, 27 hits.
+            (&[("xdp_hit", 3), ("xdp_miss", 5), ("xdp_hit_keys", 27)], 27),
+            // xdp_miss and the passes are the engine's to count, not XDP's.
+            (
+                &[("xdp_miss", 9), ("xdp_pass_race", 2), ("xdp_hit_keys", 0)],
+                0,
+            ),
+        ];
+        for (read, keys) in cases {
+            assert_eq!(Answered::from_read(read).keys, keys, "{read:?}");
+        }
     }
 }
