@@ -1,5 +1,6 @@
 //! The program's maps. Names are the contract with user space (cache-user's `fastpath`):
-//! `CONFIG`, `BUCKETS`, `ALLOW`, `COUNTERS`, `HOT_SMALL`, `HOT_LARGE`; `SCRATCH` is private.
+//! `CONFIG`, `LISTEN`, `BUCKETS`, `ALLOW`, `COUNTERS`, `HOT_SMALL`, `HOT_LARGE`; `SCRATCH` is
+//! private.
 //! The HOT tables' sizes here are defaults: the loader sets `max_entries` from the config.
 
 use aya_ebpf::{
@@ -8,7 +9,7 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, PerCpuArray},
 };
 use cache_abi::{
-    counter::COUNTERS_LEN, BucketEntry, LargeSlot, SmallSlot, XdpConfig, BUCKET_MAP_ENTRIES,
+    counter::COUNTERS_LEN, BucketEntry, LargeSlot, Listen, SmallSlot, XdpConfig, BUCKET_MAP_ENTRIES,
 };
 
 use crate::scratch::Scratch;
@@ -22,6 +23,9 @@ pub(crate) const ALLOW_MAX: u32 = 1024;
 
 #[map]
 pub(crate) static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+pub(crate) static LISTEN: Array<Listen> = Array::with_max_entries(1, 0);
 
 #[map]
 pub(crate) static BUCKETS: Array<BucketEntry> = Array::with_max_entries(BUCKET_MAP_ENTRIES, 0);

@@ -168,6 +168,30 @@ impl Testbed {
     /// Starts `kcache serve` in the server namespace on TCP and UDP `port`, listening on all
     /// addresses, with `extra` flags, and waits until a client can connect.
     pub fn serve(&self, port: u16, extra: &[&str]) -> Result<BedServer> {
+        self.serve_on("0.0.0.0", port, extra)
+    }
+
+    /// Adds `cidr` (like `10.99.14.3/24`) to the server's veth.
+    pub fn add_server_addr(&self, cidr: &str) -> Result<()> {
+        let v6 = cidr.contains(':');
+        let mut args = vec![
+            "-n",
+            &self.server_ns,
+            "addr",
+            "add",
+            cidr,
+            "dev",
+            &self.server_if,
+        ];
+        if v6 {
+            args.push("nodad");
+        }
+        ip(&args)
+    }
+
+    /// [`Testbed::serve`] listening on `listen` (`-l`) only; clients reach it at `server_v4`
+    /// whatever `listen` is, so `listen` must include that address.
+    pub fn serve_on(&self, listen: &str, port: u16, extra: &[&str]) -> Result<BedServer> {
         let log = std::env::temp_dir().join(format!("kcache-{}-{port}.log", self.server_ns));
         let out = File::create(&log).context("creating the server log")?;
         let p = port.to_string();
@@ -175,7 +199,7 @@ impl Testbed {
             .args(["netns", "exec", &self.server_ns])
             .arg(kcache::bin()?)
             .args([
-                "serve", "-p", &p, "-U", &p, "-l", "0.0.0.0", "-t", "2", "-m", "64",
+                "serve", "-p", &p, "-U", &p, "-l", listen, "-t", "2", "-m", "64",
             ])
             .args(extra)
             .stdout(out.try_clone()?)

@@ -101,6 +101,64 @@ fn hits_in_xdp_misses_in_engine_strangers_dropped() -> Result<()> {
     r.with_context(|| format!("server log:\n{}", server.log()))
 }
 
+/// XDP answers only packets to the address the server listens on (`-l`): a get to another
+/// address of the server's veth, or over IPv6 to a server listening on IPv4, goes up unchanged
+/// (and, with no socket there, gets no answer at all, as without XDP).
+#[test]
+fn only_the_listen_address_is_answered() -> Result<()> {
+    let bed = Testbed::up(14)?;
+    // A second IPv4 address on the server's veth, which the server does not listen on.
+    let other = std::net::Ipv4Addr::new(10, 99, 14, 3);
+    bed.add_server_addr(&format!("{other}/24"))?;
+    let listen = bed.server_v4.to_string();
+    let server = bed.serve_on(&listen, 11314, &["--xdp", &bed.server_if])?;
+    let (addr, client, server_v6) = (server.addr, bed.client_v4, bed.server_v6);
+    let client_v6: std::net::IpAddr = "fd99:14::2".parse()?;
+    let r = bed.in_client(move || -> Result<()> {
+        let mut tcp = Conn::connect(addr)?;
+        tcp.expect(b"set hot 1 0 2\r\nhi\r\n", b"STORED\r\n")?;
+        let mut udp = Udp::connect_from(SocketAddr::new(client.into(), 0), addr)?;
+        until_hot(&mut udp, &mut tcp, "hot", b"VALUE hot 1 2\r\nhi\r\nEND\r\n")?;
+        // (destination, what it is)
+        let cases = [
+            (
+                SocketAddr::new(client.into(), 0),
+                SocketAddr::new(other.into(), addr.port()),
+                "another IPv4 address of the server",
+            ),
+            (
+                SocketAddr::new(client_v6, 0),
+                SocketAddr::new(server_v6, addr.port()),
+                "the server's IPv6 address (it listens on IPv4 only)",
+            ),
+        ];
+        for (from, to, what) in cases {
+            let before = stats(&mut tcp)?;
+            let s = Udp::connect_from(from, to)?;
+            s.send_raw(&kcache_tests::udp::frame(7, 0, 1, b"get hot\r\n"))?;
+            // No socket listens there: nothing comes back (or the kernel's port unreachable).
+            ensure!(
+                !matches!(s.recv(WAIT), Ok(Some(_))),
+                "{what}: answered, though the server does not listen there"
+            );
+            let after = stats(&mut tcp)?;
+            for (k, want) in [("xdp_pass_not_dest", 1), ("xdp_hit", 0)] {
+                ensure!(
+                    delta(&before, &after, k) == want,
+                    "{what}: {k} moved {}",
+                    delta(&before, &after, k)
+                );
+            }
+        }
+        // The listen address itself is still answered in XDP.
+        let before = stats(&mut tcp)?;
+        ensure!(udp_get(&mut udp, "hot")? == b"VALUE hot 1 2\r\nhi\r\nEND\r\n");
+        ensure!(delta(&before, &stats(&mut tcp)?, "xdp_hit") == 1);
+        Ok(())
+    })?;
+    r.with_context(|| format!("server log:\n{}", server.log()))
+}
+
 /// Every kind of write, made over TCP to a key XDP is answering, is seen by the very next UDP
 /// get (the HOT entry is gone before the write's reply is sent).
 #[test]

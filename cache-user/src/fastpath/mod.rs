@@ -1,7 +1,8 @@
 //! The XDP fast path: loads and attaches `kcache_xdp`, owns the HOT tables it answers from, and
 //! keeps them coherent with the shards' stores.
 //!
-//! - [`loader`]: the program, its maps and their pins; [`allow`]: the UDP source allowlist.
+//! - [`loader`]: the program, its maps and their pins; [`allow`]: the UDP source allowlist;
+//!   [`dest`]: the destination addresses XDP answers for (those the server listens on).
 //! - [`HotTables`] (`tables.rs`, over `table.rs`'s seqlock): the mmapped `HOT_SMALL`/`HOT_LARGE`.
 //! - [`promote`]: per-shard promotion (tracker, admission) and the once-a-second demotion scan.
 //! - [`counters`]: the per-CPU counters for `stats` and `kcache xdp-stats`; [`pass`]: the
@@ -58,6 +59,7 @@ pub(crate) mod allow;
 mod bpffs;
 mod clock;
 pub(crate) mod counters;
+mod dest;
 pub(crate) mod loader;
 mod object;
 mod ordering;
