@@ -29,6 +29,11 @@ use nix::sched::{setns, CloneFlags};
 
 use crate::{kcache, Conn};
 
+/// The server's item memory (`-m`) and threads (`-t`) in [`Testbed::serve`]: tests that reason
+/// about eviction compute from these.
+pub const SERVER_MEMORY_MB: usize = 64;
+pub const SERVER_THREADS: usize = 2;
+
 /// One test's namespaces.
 #[derive(Debug)]
 pub struct Testbed {
@@ -195,11 +200,12 @@ impl Testbed {
         let log = std::env::temp_dir().join(format!("kcache-{}-{port}.log", self.server_ns));
         let out = File::create(&log).context("creating the server log")?;
         let p = port.to_string();
+        let (m, t) = (SERVER_MEMORY_MB.to_string(), SERVER_THREADS.to_string());
         let child = Command::new("ip")
             .args(["netns", "exec", &self.server_ns])
             .arg(kcache::bin()?)
             .args([
-                "serve", "-p", &p, "-U", &p, "-l", listen, "-t", "2", "-m", "64",
+                "serve", "-p", &p, "-U", &p, "-l", listen, "-t", &t, "-m", &m,
             ])
             .args(extra)
             .stdout(out.try_clone()?)
@@ -254,6 +260,18 @@ impl BedServer {
             let _ = f.read_to_string(&mut s);
         }
         s
+    }
+
+    /// The server's exit status, if it has exited.
+    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would, and reaps it.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     /// Stops the server with SIGTERM and waits (5 s) for it to exit.
