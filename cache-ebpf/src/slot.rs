@@ -19,8 +19,9 @@
 //! That makes the program's order the order of its loads. On x86-64 it is also the order the
 //! CPU performs them in (the JIT keeps the order, and TSO never reorders a load with another
 //! load), so a reader whose second read still sees `seq` saw none of a writer's claim, write
-//! and publish. A weakly ordered CPU could still reorder the loads in hardware: this kernel's
-//! BPF offers the program no acquire load or load barrier for that, so user space refuses
+//! and publish. A weakly ordered CPU could still reorder the loads in hardware. BPF has no load
+//! barrier, and this program uses no acquire loads (BPF has them only from kernel 6.15, built
+//! with `-mcpu=v4`, and the helper copies could not be such loads), so user space refuses
 //! `--xdp` on such CPUs (cache-user `fastpath::ordering`).
 
 use core::ptr::{addr_of, read_volatile};
@@ -47,7 +48,7 @@ pub(crate) enum Miss {
     Absent,
     /// The reply would pass `cap`.
     TooBig,
-    /// The slot changed while it was being copied.
+    /// The slot changed while it was being copied (or a copy failed).
     Race,
 }
 
