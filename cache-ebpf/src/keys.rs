@@ -30,7 +30,7 @@ const MTU_PAYLOAD_V6: usize = 1452;
 
 /// Builds the answer in `s.out`: returns its length, its ones' complement sum and the keys.
 #[inline(always)]
-pub fn answer(
+pub(crate) fn answer(
     ctx: &XdpContext,
     frame: &Frame,
     cfg: &XdpConfig,
@@ -144,7 +144,7 @@ pub fn answer(
 }
 
 /// One bpf_loop iteration: the next key (0 = go on, 1 = stop).
-unsafe extern "C" fn step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+extern "C" fn step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let (Some(s), Some(cfg)) = (SCRATCH.get_ptr_mut(0), CONFIG.get(0)) else {
         return 1;
     };

@@ -1,8 +1,8 @@
 //! kcache's XDP program: answers memcached UDP `get`/`gets` for keys in the HOT tables with
 //! `XDP_TX`, and passes everything else up to the io_uring engine unchanged.
 //!
-//! Per packet: parse the headers ([`packet`]); check the source against the allowlist (drop if
-//! outside); check the memcached frame header (one datagram); copy the request line to per-CPU
+//! Per packet: parse the headers ([`packet`]); check the destination is an address the server
+//! listens on (pass if not); check the source against the allowlist (drop if outside); check the memcached frame header (one datagram); copy the request line to per-CPU
 //! scratch; for each key (at most `XDP_KEYS_MAX`): hash (kcache hash v1), check the bucket is
 //! ours at the current epoch, find the key in a HOT table and copy its reply part under the
 //! slot's seqlock ([`slot`]). Only when every key hit is the packet rewritten ([`reply`]), so a
@@ -20,13 +20,13 @@ mod slot;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use cache_abi::{counter::*, CFG_ALLOWLIST, LAYOUT_VERSION};
 
-use crate::maps::{ALLOW, CONFIG, COUNTERS, SCRATCH};
+use crate::maps::{ALLOW, CONFIG, COUNTERS, LISTEN, SCRATCH};
 
 /// Not a counter: the program is not configured (no or foreign config), pass silently.
 const UNCONFIGURED: u32 = u32::MAX;
 
 #[xdp]
-pub fn kcache_xdp(ctx: XdpContext) -> u32 {
+fn kcache_xdp(ctx: XdpContext) -> u32 {
     match run(&ctx) {
         Ok(keys) => {
             count(XDP_HIT, 1);
@@ -48,7 +48,7 @@ pub fn kcache_xdp(ctx: XdpContext) -> u32 {
 /// Does nothing but pass: native `XDP_TX` on a veth delivers only if the peer runs an XDP
 /// program, and this is the one the test bed attaches there.
 #[xdp]
-pub fn kcache_pass(_ctx: XdpContext) -> u32 {
+fn kcache_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
@@ -68,6 +68,10 @@ fn run(ctx: &XdpContext) -> Result<usize, u32> {
         _ => return Err(UNCONFIGURED),
     };
     let frame = packet::parse(ctx, cfg.port)?;
+    // Not ours to answer (nor to drop): whether anything gets it is the kernel's business.
+    if !LISTEN.get(0).is_some_and(|l| packet::to_us(&frame, l)) {
+        return Err(XDP_PASS_NOT_DEST);
+    }
     if cfg.flags & CFG_ALLOWLIST != 0 {
         let k = aya_ebpf::maps::lpm_trie::Key::new(128, frame.src);
         if ALLOW.get(&k).is_none() {

@@ -1,5 +1,6 @@
 //! The program's maps. Names are the contract with user space (cache-user's `fastpath`):
-//! `CONFIG`, `BUCKETS`, `ALLOW`, `COUNTERS`, `HOT_SMALL`, `HOT_LARGE`; `SCRATCH` is private.
+//! `CONFIG`, `LISTEN`, `BUCKETS`, `ALLOW`, `COUNTERS`, `HOT_SMALL`, `HOT_LARGE`; `SCRATCH` is
+//! private.
 //! The HOT tables' sizes here are defaults: the loader sets `max_entries` from the config.
 
 use aya_ebpf::{
@@ -8,35 +9,40 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, PerCpuArray},
 };
 use cache_abi::{
-    counter::COUNTERS_LEN, BucketEntry, LargeSlot, SmallSlot, XdpConfig, BUCKET_MAP_ENTRIES,
+    counter::COUNTERS_LEN, BucketEntry, LargeSlot, Listen, SmallSlot, XdpConfig, BUCKET_MAP_ENTRIES,
 };
 
 use crate::scratch::Scratch;
 
 /// Slots of `HOT_SMALL` unless the loader says otherwise.
-pub const HOT_SMALL_SLOTS: u32 = 1 << 18;
+pub(crate) const HOT_SMALL_SLOTS: u32 = 1 << 18;
 /// Slots of `HOT_LARGE` unless the loader says otherwise.
-pub const HOT_LARGE_SLOTS: u32 = 1 << 13;
+pub(crate) const HOT_LARGE_SLOTS: u32 = 1 << 13;
 /// Most allowlist prefixes.
-pub const ALLOW_MAX: u32 = 1024;
+pub(crate) const ALLOW_MAX: u32 = 1024;
 
 #[map]
-pub static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
+pub(crate) static CONFIG: Array<XdpConfig> = Array::with_max_entries(1, 0);
 
 #[map]
-pub static BUCKETS: Array<BucketEntry> = Array::with_max_entries(BUCKET_MAP_ENTRIES, 0);
+pub(crate) static LISTEN: Array<Listen> = Array::with_max_entries(1, 0);
 
 #[map]
-pub static ALLOW: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(ALLOW_MAX, 0);
+pub(crate) static BUCKETS: Array<BucketEntry> = Array::with_max_entries(BUCKET_MAP_ENTRIES, 0);
 
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
+pub(crate) static ALLOW: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(ALLOW_MAX, 0);
 
 #[map]
-pub static HOT_SMALL: Array<SmallSlot> = Array::with_max_entries(HOT_SMALL_SLOTS, BPF_F_MMAPABLE);
+pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
 
 #[map]
-pub static HOT_LARGE: Array<LargeSlot> = Array::with_max_entries(HOT_LARGE_SLOTS, BPF_F_MMAPABLE);
+pub(crate) static HOT_SMALL: Array<SmallSlot> =
+    Array::with_max_entries(HOT_SMALL_SLOTS, BPF_F_MMAPABLE);
 
 #[map]
-pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static HOT_LARGE: Array<LargeSlot> =
+    Array::with_max_entries(HOT_LARGE_SLOTS, BPF_F_MMAPABLE);
+
+#[map]
+pub(crate) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

@@ -1,11 +1,15 @@
 //! Header parsing: Ethernet (one 802.1Q/802.1ad tag), IPv4 without options or fragments, IPv6
-//! without extension headers, UDP to the configured port. Every read goes through [`ptr_at`],
+//! without extension headers, UDP to the configured port; and whether the destination address
+//! is one the server listens on ([`to_us`]). Every read goes through [`ptr_at`],
 //! which the verifier can follow; anything unexpected is a pass reason.
 
 use aya_ebpf::programs::XdpContext;
-use cache_abi::counter::{
-    XDP_PASS_FRAGMENT, XDP_PASS_IP_OPTIONS, XDP_PASS_NOT_IP_UDP, XDP_PASS_NOT_PORT,
-    XDP_PASS_TRUNCATED,
+use cache_abi::{
+    counter::{
+        XDP_PASS_FRAGMENT, XDP_PASS_IP_OPTIONS, XDP_PASS_NOT_IP_UDP, XDP_PASS_NOT_PORT,
+        XDP_PASS_TRUNCATED,
+    },
+    mapped_v4, Listen, LISTEN_MAX,
 };
 
 const ETH_P_IP: u16 = 0x0800;
@@ -15,22 +19,24 @@ const ETH_P_8021AD: u16 = 0x88a8;
 const IPPROTO_UDP: u8 = 17;
 
 /// Where the interesting parts of a UDP datagram to our port are.
-pub struct Frame {
+pub(crate) struct Frame {
     /// Offset of the IP header (14, or 18 with a VLAN tag).
-    pub l3: usize,
+    pub(crate) l3: usize,
     /// IPv6 (else IPv4).
-    pub v6: bool,
+    pub(crate) v6: bool,
     /// Offset of the UDP payload (the memcached frame header).
-    pub payload: usize,
+    pub(crate) payload: usize,
     /// Bytes of UDP payload, as the UDP header says (checked against the packet).
-    pub payload_len: usize,
+    pub(crate) payload_len: usize,
     /// Source address, IPv4 mapped into `::ffff:0:0/96`.
-    pub src: [u8; 16],
+    pub(crate) src: [u8; 16],
+    /// Destination address, likewise.
+    pub(crate) dst: [u8; 16],
 }
 
 /// A pointer to a `T` at `off` bytes into the packet, if the packet is that long.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Result<*const T, u32> {
+pub(crate) fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Result<*const T, u32> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + off + core::mem::size_of::<T>() > end {
@@ -55,14 +61,14 @@ fn byte(ctx: &XdpContext, off: usize) -> Result<u8, u32> {
 
 /// Parses the headers of a UDP datagram for `port`, or says why the packet is not one.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext, port: u16) -> Result<Frame, u32> {
+pub(crate) fn parse(ctx: &XdpContext, port: u16) -> Result<Frame, u32> {
     let mut l3 = 14;
     let mut proto = be16(ctx, 12)?;
     if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
         proto = be16(ctx, 16)?;
         l3 = 18;
     }
-    let src: [u8; 16];
+    let (src, dst): ([u8; 16], [u8; 16]);
     let (l4, ip_payload_end, v6) = match proto {
         ETH_P_IP => {
             let vihl = byte(ctx, l3)?;
@@ -79,12 +85,10 @@ pub fn parse(ctx: &XdpContext, port: u16) -> Result<Frame, u32> {
                 return Err(XDP_PASS_NOT_IP_UDP);
             }
             let total = be16(ctx, l3 + 2)? as usize;
-            let a: *const [u8; 4] = ptr_at(ctx, l3 + 12)?;
-            // SAFETY: ptr_at checked the four bytes.
-            let a = unsafe { *a };
-            src = [
-                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
-            ];
+            let a: *const [[u8; 4]; 2] = ptr_at(ctx, l3 + 12)?;
+            // SAFETY: ptr_at checked the eight bytes (source, then destination).
+            let [s, d] = unsafe { *a };
+            (src, dst) = (mapped_v4(s), mapped_v4(d));
             (l3 + 20, l3 + total, false)
         }
         ETH_P_IPV6 => {
@@ -99,9 +103,9 @@ pub fn parse(ctx: &XdpContext, port: u16) -> Result<Frame, u32> {
                 _ => return Err(XDP_PASS_NOT_IP_UDP),
             }
             let payload = be16(ctx, l3 + 4)? as usize;
-            let a: *const [u8; 16] = ptr_at(ctx, l3 + 8)?;
-            // SAFETY: ptr_at checked the sixteen bytes.
-            src = unsafe { *a };
+            let a: *const [[u8; 16]; 2] = ptr_at(ctx, l3 + 8)?;
+            // SAFETY: ptr_at checked the 32 bytes (source, then destination).
+            [src, dst] = unsafe { *a };
             (l3 + 40, l3 + 40 + payload, true)
         }
         _ => return Err(XDP_PASS_NOT_IP_UDP),
@@ -122,5 +126,43 @@ pub fn parse(ctx: &XdpContext, port: u16) -> Result<Frame, u32> {
         payload: l4 + 8,
         payload_len: udp_len - 8,
         src,
+        dst,
     })
+}
+
+/// Whether `frame` is addressed to one of the server's addresses (`LISTEN`). An IPv6 packet
+/// to an IPv4-mapped address matches nothing: mapped addresses never belong on the wire, and
+/// the kernel would not deliver it to the socket whose IPv4 address it names.
+#[inline(always)]
+pub(crate) fn to_us(frame: &Frame, listen: &Listen) -> bool {
+    let (hi, lo) = (word(&frame.dst, 0), word(&frame.dst, 8));
+    let mapped = mapped_v4([0; 4]);
+    if frame.v6 && hi == word(&mapped, 0) && (lo as u32) == (word(&mapped, 8) as u32) {
+        return false;
+    }
+    let n = listen.len as usize;
+    let mut i = 0;
+    while i < LISTEN_MAX && i < n {
+        let a = &listen.addrs[i];
+        if word(a, 0) == hi && word(a, 8) == lo {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Bytes `i..i + 8` of `a` as a native-endian word (compared, never interpreted).
+#[inline(always)]
+fn word(a: &[u8; 16], i: usize) -> u64 {
+    u64::from_ne_bytes([
+        a[i],
+        a[i + 1],
+        a[i + 2],
+        a[i + 3],
+        a[i + 4],
+        a[i + 5],
+        a[i + 6],
+        a[i + 7],
+    ])
 }

@@ -135,7 +135,7 @@ fn in_place<const L3: usize, const V6: bool>(
 
 /// Rewrites the packet into the answer of `out_len` bytes whose payload sum is `sum`.
 #[inline(always)]
-pub fn send(ctx: &XdpContext, s: &mut Scratch, out_len: usize, sum: u32) -> Result<(), u32> {
+pub(crate) fn send(ctx: &XdpContext, s: &mut Scratch, out_len: usize, sum: u32) -> Result<(), u32> {
     // The shape comes back from memory, not from `frame`: see `Walk::vlan`.
     let (vlan, v6) = (s.walk.vlan != 0, s.walk.v6 != 0);
     let hdr_len = 14 + 4 * vlan as usize + if v6 { 40 } else { 20 } + 8;

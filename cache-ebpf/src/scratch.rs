@@ -13,21 +13,21 @@
 //! prove stay inside 4096 bytes. `hdr` is the rewritten Ethernet/IP/UDP header (read and written at `offset & HDR_MASK`).
 
 /// Mask for offsets into `req`.
-pub const REQ_MASK: usize = 2047;
+pub(crate) const REQ_MASK: usize = 2047;
 /// Mask for offsets and lengths into `out`.
-pub const OUT_MASK: usize = 2047;
+pub(crate) const OUT_MASK: usize = 2047;
 /// Longest request (after the frame header) the program reads.
-pub const REQ_MAX: usize = REQ_MASK + 1;
+pub(crate) const REQ_MAX: usize = REQ_MASK + 1;
 /// Mask for offsets into `hdr`; the longest header kept (Ethernet + 802.1Q + IPv6 + UDP) is
 /// 66 bytes, and 2-byte accesses at `offset & HDR_MASK` stay inside 136.
-pub const HDR_MASK: usize = 127;
+pub(crate) const HDR_MASK: usize = 127;
 
 #[repr(C)]
-pub struct Scratch {
-    pub req: [u8; REQ_MAX + 8],
-    pub out: [u8; 2 * (OUT_MASK + 1)],
-    pub hdr: [u8; HDR_MASK + 9],
-    pub walk: Walk,
+pub(crate) struct Scratch {
+    pub(crate) req: [u8; REQ_MAX + 8],
+    pub(crate) out: [u8; 2 * (OUT_MASK + 1)],
+    pub(crate) hdr: [u8; HDR_MASK + 9],
+    pub(crate) walk: Walk,
 }
 
 /// The key walk's state, carried from one `bpf_loop` step to the next.
@@ -37,27 +37,27 @@ pub struct Scratch {
 /// abstract state and the verifier's pruning can merge them (exact per-key positions and
 /// lengths otherwise multiply the paths it walks past its 1M-instruction budget).
 #[repr(C)]
-pub struct Walk {
-    pub pos: u64,
-    pub line: u64,
-    pub cas: u64,
-    pub cap: u64,
-    pub o: u64,
-    pub sum: u64,
-    pub now: u64,
-    pub n: u64,
+pub(crate) struct Walk {
+    pub(crate) pos: u64,
+    pub(crate) line: u64,
+    pub(crate) cas: u64,
+    pub(crate) cap: u64,
+    pub(crate) o: u64,
+    pub(crate) sum: u64,
+    pub(crate) now: u64,
+    pub(crate) n: u64,
     /// 0, or the pass reason + 1 that ended the walk.
-    pub err: u64,
+    pub(crate) err: u64,
     /// The key being answered: offset in `req` and length. Loops read these afresh (see
     /// [`Scratch::key_len`]) so the ranges a loop's exit test narrows die with the loop.
-    pub key_at: u64,
-    pub key_len: u64,
+    pub(crate) key_at: u64,
+    pub(crate) key_len: u64,
     /// The frame's shape, for the reply: 1 if it has a VLAN tag, 1 if IPv6. Kept here rather
     /// than in registers so the verifier checks the walk once, not once per shape.
-    pub vlan: u64,
-    pub v6: u64,
+    pub(crate) vlan: u64,
+    pub(crate) v6: u64,
     /// Keys answered on this CPU, for sampling slot hit counts; never reset by `start`.
-    pub tick: u64,
+    pub(crate) tick: u64,
 }
 
 impl Walk {
@@ -65,7 +65,7 @@ impl Walk {
     /// run of zero fields into a `memset` call, which on BPF is a byte-at-a-time subprogram:
     /// measured at a third of a hit's cost before this.
     #[inline(always)]
-    pub fn start(&mut self, w: Walk) {
+    pub(crate) fn start(&mut self, w: Walk) {
         // SAFETY: plain u64 fields of this CPU's scratch.
         unsafe {
             core::ptr::write_volatile(&mut self.pos, w.pos);
@@ -89,7 +89,7 @@ impl Scratch {
     /// The current key's length, 1..=250, read from memory (not a register the verifier has
     /// been narrowing).
     #[inline(always)]
-    pub fn key_len(&self) -> usize {
+    pub(crate) fn key_len(&self) -> usize {
         // SAFETY: a plain u64 field of this CPU's scratch.
         let len = unsafe { core::ptr::read_volatile(&self.walk.key_len) } as usize;
         if len > cache_abi::HOT_KEY_MAX {
@@ -101,7 +101,7 @@ impl Scratch {
 
     /// The current key's offset in `req`.
     #[inline(always)]
-    pub fn key_at(&self) -> usize {
+    pub(crate) fn key_at(&self) -> usize {
         // SAFETY: a plain u64 field of this CPU's scratch.
         unsafe { core::ptr::read_volatile(&self.walk.key_at) as usize }
     }

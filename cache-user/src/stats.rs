@@ -6,10 +6,20 @@
 //! (memcached's segmented-LRU, crawler, extstore and per-class hit counters, `hash_power_level`,
 //! `expired_unfetched`, which the store does not count); exporters such as prometheus's
 //! memcached_exporter skip missing fields. kcache's own counters come after memcached's.
+//!
+//! With XDP on, `cmd_get` and `get_hits` are the engine's counts plus the keys XDP answered
+//! (`fastpath::counters::Answered`); `get_misses` is the engine's alone, since XDP answers no
+//! miss. The `xdp_*` fields stay as they are. Per-class hit counts (memcached's `stats slabs`
+//! `N:get_hits`, `N:cmd_set`, ...) stay out, and could not include XDP's answers if the store
+//! counted them: the program counts per CPU, not per slab class, and a HOT slot's `hits` is a
+//! sampled estimate that the demotion scan clears. Nor is there `stats detail` (per-key-prefix
+//! counts, `detail_enabled no`).
 
 use std::io::Write;
 
 use cache_core::store::{slabs::ClassStats, Stats};
+
+use crate::fastpath::counters::Answered;
 
 /// What the process knows that no store does. Connection counts are server-wide.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,12 +180,13 @@ fn general(p: &Process, s: &Stats, classes: &[ClassStats], now: u32, cpu: Cpu, o
     stat(out, "rejected_connections", p.rejected_connections);
     // One connection structure per open connection; none are pooled.
     stat(out, "connection_structures", p.curr_connections);
+    let xdp = Answered::from_read(&p.xdp);
     for (name, v) in [
-        ("cmd_get", s.cmd_get),
+        ("cmd_get", s.cmd_get + xdp.keys),
         ("cmd_set", s.cmd_set),
         ("cmd_flush", s.cmd_flush),
         ("cmd_touch", s.cmd_touch),
-        ("get_hits", s.get_hits),
+        ("get_hits", s.get_hits + xdp.keys),
         ("get_misses", s.get_misses),
         ("get_expired", s.get_expired),
         ("get_flushed", s.get_flushed),

@@ -109,7 +109,11 @@ fn bucket_without_keys_or_map_is_a_usage_error() {
 fn version_names_the_layout() {
     assert_eq!(
         stdout(&["version"]),
-        format!("kcache {} (xdp layout 2)\n", env!("CARGO_PKG_VERSION"))
+        format!(
+            "kcache {} (xdp layout {})\n",
+            env!("CARGO_PKG_VERSION"),
+            cache_core::abi::LAYOUT_VERSION
+        )
     );
 }
 

@@ -9,6 +9,7 @@
 
 pub mod buckets;
 pub mod conn;
+pub mod hunt;
 pub mod kcache;
 pub mod reply;
 pub mod server;

@@ -30,6 +30,11 @@ use nix::sched::{setns, CloneFlags};
 
 use crate::{kcache, Conn};
 
+/// The server's item memory (`-m`) and threads (`-t`) in [`Testbed::serve`]: tests that reason
+/// about eviction compute from these.
+pub const SERVER_MEMORY_MB: usize = 64;
+pub const SERVER_THREADS: usize = 2;
+
 /// One test's namespaces.
 #[derive(Debug)]
 pub struct Testbed {
@@ -169,14 +174,39 @@ impl Testbed {
     /// Starts `kcache serve` in the server namespace on TCP and UDP `port`, listening on all
     /// addresses, with `extra` flags, and waits until a client can connect.
     pub fn serve(&self, port: u16, extra: &[&str]) -> Result<BedServer> {
+        self.serve_on("0.0.0.0", port, extra)
+    }
+
+    /// Adds `cidr` (like `10.99.14.3/24`) to the server's veth.
+    pub fn add_server_addr(&self, cidr: &str) -> Result<()> {
+        let v6 = cidr.contains(':');
+        let mut args = vec![
+            "-n",
+            &self.server_ns,
+            "addr",
+            "add",
+            cidr,
+            "dev",
+            &self.server_if,
+        ];
+        if v6 {
+            args.push("nodad");
+        }
+        ip(&args)
+    }
+
+    /// [`Testbed::serve`] listening on `listen` (`-l`) only; clients reach it at `server_v4`
+    /// whatever `listen` is, so `listen` must include that address.
+    pub fn serve_on(&self, listen: &str, port: u16, extra: &[&str]) -> Result<BedServer> {
         let log = std::env::temp_dir().join(format!("kcache-{}-{port}.log", self.server_ns));
         let out = File::create(&log).context("creating the server log")?;
         let p = port.to_string();
+        let (m, t) = (SERVER_MEMORY_MB.to_string(), SERVER_THREADS.to_string());
         let child = Command::new("ip")
             .args(["netns", "exec", &self.server_ns])
             .arg(kcache::bin()?)
             .args([
-                "serve", "-p", &p, "-U", &p, "-l", "0.0.0.0", "-t", "2", "-m", "64",
+                "serve", "-p", &p, "-U", &p, "-l", listen, "-t", &t, "-m", &m,
             ])
             .args(extra)
             .stdout(out.try_clone()?)
@@ -231,6 +261,18 @@ impl BedServer {
             let _ = f.read_to_string(&mut s);
         }
         s
+    }
+
+    /// The server's exit status, if it has exited.
+    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would, and reaps it.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     /// Stops the server with SIGTERM and waits (5 s) for it to exit.

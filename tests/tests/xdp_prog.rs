@@ -11,7 +11,9 @@ use cache_abi::{counter::*, AllowKey};
 use kcache_tests::{
     skip,
     xdp::{
-        frame::{self, Shape, CLIENT_MAC, CLIENT_PORT, CLIENT_V4, SERVER_MAC, SERVER_V4},
+        frame::{
+            self, Shape, CLIENT_MAC, CLIENT_PORT, CLIENT_V4, SERVER_MAC, SERVER_V4, SERVER_V6,
+        },
         Prog, XDP_DROP, XDP_PASS, XDP_TX,
     },
 };
@@ -362,6 +364,80 @@ fn allowlist_drops_strangers() {
         b"get foo\r\n",
     );
     assert_eq!(r.action, XDP_DROP);
+}
+
+#[test]
+fn only_listen_addresses_are_answered() {
+    if skip::unless_root("BPF_PROG_TEST_RUN").expect("root check") {
+        return;
+    }
+    let allow = [
+        AllowKey::v4([10, 0, 0, 0], 24),
+        AllowKey::v6(frame::CLIENT_V6, 128),
+    ];
+    let mut p = Prog::load(PORT, &allow).expect("load");
+    p.put(b"foo", 5, b"hello", 77).expect("put");
+    let line = b"get foo\r\n";
+    let v4_to = |a: [u8; 4]| Shape {
+        dst_v4: Some(a),
+        ..Shape::default()
+    };
+    let v6_to = |a: [u8; 16]| Shape {
+        v6: true,
+        dst_v6: Some(a),
+        ..Shape::default()
+    };
+    let (v4, v6) = (v4_to(SERVER_V4), v6_to(SERVER_V6));
+    // The listen addresses (here SERVER_V4 and SERVER_V6) are answered, IPv4 and IPv6.
+    hit(&p, v4, line);
+    hit(&p, v6, line);
+    // (destination, why it is not ours) — each goes up untouched, counted as not_dest.
+    let mut other = SERVER_V6;
+    other[15] = 9;
+    let cases = [
+        (v4_to([10, 0, 0, 9]), "another IPv4 address"),
+        (v4_to([10, 0, 0, 255]), "the subnet's broadcast address"),
+        (v4_to([255, 255, 255, 255]), "the limited broadcast address"),
+        (v6_to(other), "another IPv6 address"),
+        (
+            v6_to(cache_abi::mapped_v4(SERVER_V4)),
+            "the IPv4 listen address, IPv4-mapped in an IPv6 header",
+        ),
+        (
+            Shape {
+                src_v4: Some([192, 0, 2, 9]),
+                ..v4_to([10, 0, 0, 9])
+            },
+            "another address, from outside the allowlist (passed, not dropped: not ours)",
+        ),
+    ];
+    for (shape, why) in cases {
+        eprintln!("case: {why}");
+        pass(&p, shape, line, XDP_PASS_NOT_DEST);
+    }
+    // Listening on IPv4 alone (as `-l 0.0.0.0` on a host with IPv4 addresses only): IPv6 goes
+    // up; on IPv6 alone, IPv4 does.
+    for (addrs, answered, passed) in [
+        (vec![cache_abi::mapped_v4(SERVER_V4)], v4, v6),
+        (vec![SERVER_V6], v6, v4),
+    ] {
+        p.set_listen(&addrs).expect("listen");
+        hit(&p, answered, line);
+        pass(&p, passed, line, XDP_PASS_NOT_DEST);
+    }
+    // No address at all: nothing is answered.
+    p.set_listen(&[]).expect("listen");
+    pass(&p, v4, line, XDP_PASS_NOT_DEST);
+    pass(&p, v6, line, XDP_PASS_NOT_DEST);
+    // The last address of a full list still matches.
+    let mut full = [[0u8; 16]; cache_abi::LISTEN_MAX];
+    for (i, a) in full.iter_mut().enumerate() {
+        *a = cache_abi::mapped_v4([10, 0, 1, i as u8]);
+    }
+    full[cache_abi::LISTEN_MAX - 1] = SERVER_V6;
+    p.set_listen(&full).expect("listen");
+    hit(&p, v6, line);
+    pass(&p, v4, line, XDP_PASS_NOT_DEST);
 }
 
 /// Cost per hit (16-byte key, 32-byte value) and per miss: printed, not asserted (`cargo xtask

@@ -5,23 +5,21 @@
 
 use std::{
     net::SocketAddr,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
-    },
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use kcache_tests::{
-    show, skip,
+    hunt, show, skip,
     testbed::{delta, stats, udp_get, until_hot, Testbed},
     udp::{reassemble, Udp},
     Conn,
 };
 
 const WAIT: Duration = kcache_tests::testbed::UDP_WAIT;
+/// Longest a stale-read hunt may take before it fails (a healthy one takes seconds here).
+const HUNT_DEADLINE: Duration = Duration::from_secs(300);
 
 #[test]
 fn hits_in_xdp_misses_in_engine_strangers_dropped() -> Result<()> {
@@ -37,7 +35,8 @@ fn hits_in_xdp_misses_in_engine_strangers_dropped() -> Result<()> {
         let mut udp = Udp::connect_from(SocketAddr::new(client.into(), 0), addr)?;
         let want = b"VALUE hot 7 5\r\nhello\r\nEND\r\n";
         until_hot(&mut udp, &mut tcp, "hot", want)?;
-        // Hits: XDP's counter counts every one, the engine sees none of them.
+        // Hits: XDP's counter counts every one, the engine sees none of them (it reads none of
+        // their bytes), and memcached's get counters count them all, per key.
         let before = stats(&mut tcp)?;
         ensure!(
             before.get("xdp_native") == Some(&1),
@@ -47,22 +46,47 @@ fn hits_in_xdp_misses_in_engine_strangers_dropped() -> Result<()> {
             let got = udp_get(&mut udp, "hot")?;
             ensure!(got == want, "{}", show(&got, 200));
         }
+        // A two-key get answered in XDP is two gets and two hits.
+        let two = b"VALUE hot 7 5\r\nhello\r\nVALUE hot 7 5\r\nhello\r\nEND\r\n";
+        let d = udp.request(b"get hot hot\r\n", WAIT)?;
+        ensure!(reassemble(&d)? == two, "get hot hot");
         let after = stats(&mut tcp)?;
+        let moved = |k: &str| delta(&before, &after, k);
+        // (stat, moved by: 1001 requests of 1002 keys in XDP, nothing in the engine)
+        for (k, want) in [
+            ("xdp_hit", 1001),
+            ("xdp_hit_keys", 1002),
+            ("cmd_get", 1002),
+            ("get_hits", 1002),
+            ("get_misses", 0),
+        ] {
+            ensure!(moved(k) == want, "{k} moved {}, not {want}", moved(k));
+        }
         ensure!(
-            delta(&before, &after, "xdp_hit") == 1000,
-            "xdp_hit moved {}",
-            delta(&before, &after, "xdp_hit")
+            moved("bytes_read") < 1000,
+            "the engine read {} bytes: XDP's hits reached it",
+            moved("bytes_read")
         );
-        ensure!(
-            delta(&before, &after, "cmd_get") == 0,
-            "the engine saw {} gets",
-            delta(&before, &after, "cmd_get")
-        );
-        // A miss goes up to the engine.
+        // A miss goes up to the engine: one get, one miss, nothing from XDP.
         ensure!(udp_get(&mut udp, "absent")? == b"END\r\n");
+        // A get with a missing key goes up whole: the engine counts both keys, XDP neither.
+        let d = udp.request(b"get hot absent\r\n", WAIT)?;
+        ensure!(reassemble(&d)? == want, "get hot absent");
+        // A TCP get is the engine's alone.
+        tcp.expect(b"get hot\r\n", want)?;
         let later = stats(&mut tcp)?;
-        ensure!(delta(&after, &later, "xdp_miss") == 1);
-        ensure!(delta(&after, &later, "get_misses") == 1);
+        let moved = |k: &str| delta(&after, &later, k);
+        // cmd_get = the engine's gets (1 + 2 + 1 keys) + XDP's hit keys (none here).
+        for (k, want) in [
+            ("xdp_miss", 2),
+            ("xdp_hit", 0),
+            ("xdp_hit_keys", 0),
+            ("cmd_get", 4),
+            ("get_hits", 2),
+            ("get_misses", 2),
+        ] {
+            ensure!(moved(k) == want, "{k} moved {}, not {want}", moved(k));
+        }
         // A source outside the allowlist gets nothing, and XDP counts the drop.
         let mut stranger = Udp::connect_from(SocketAddr::new(outsider.into(), 0), addr)?;
         stranger.send_raw(&kcache_tests::udp::frame(9, 0, 1, b"get hot\r\n"))?;
@@ -73,6 +97,76 @@ fn hits_in_xdp_misses_in_engine_strangers_dropped() -> Result<()> {
             "drop not counted"
         );
         let _ = &mut stranger;
+        // `stats reset` zeroes XDP's counters with the engine's: gets count from there.
+        ensure!(tcp.call(b"stats reset\r\n")? == b"RESET\r\n");
+        let got = udp_get(&mut udp, "hot")?;
+        ensure!(got == want, "{}", show(&got, 200));
+        let reset = stats(&mut tcp)?;
+        for k in ["xdp_hit", "xdp_hit_keys", "cmd_get", "get_hits"] {
+            let v = reset.get(k).copied().unwrap_or(0);
+            ensure!(v <= 1, "{k} is {v} after stats reset and one get");
+        }
+        Ok(())
+    })?;
+    r.with_context(|| format!("server log:\n{}", server.log()))
+}
+
+/// XDP answers only packets to the address the server listens on (`-l`): a get to another
+/// address of the server's veth, or over IPv6 to a server listening on IPv4, goes up unchanged
+/// (and, with no socket there, gets no answer at all, as without XDP).
+#[test]
+fn only_the_listen_address_is_answered() -> Result<()> {
+    if skip::unless_root("the XDP test bed")? {
+        return Ok(());
+    }
+    let bed = Testbed::up(14)?;
+    // A second IPv4 address on the server's veth, which the server does not listen on.
+    let other = std::net::Ipv4Addr::new(10, 99, 14, 3);
+    bed.add_server_addr(&format!("{other}/24"))?;
+    let listen = bed.server_v4.to_string();
+    let server = bed.serve_on(&listen, 11314, &["--xdp", &bed.server_if])?;
+    let (addr, client, server_v6) = (server.addr, bed.client_v4, bed.server_v6);
+    let client_v6: std::net::IpAddr = "fd99:14::2".parse()?;
+    let r = bed.in_client(move || -> Result<()> {
+        let mut tcp = Conn::connect(addr)?;
+        tcp.expect(b"set hot 1 0 2\r\nhi\r\n", b"STORED\r\n")?;
+        let mut udp = Udp::connect_from(SocketAddr::new(client.into(), 0), addr)?;
+        until_hot(&mut udp, &mut tcp, "hot", b"VALUE hot 1 2\r\nhi\r\nEND\r\n")?;
+        // (destination, what it is)
+        let cases = [
+            (
+                SocketAddr::new(client.into(), 0),
+                SocketAddr::new(other.into(), addr.port()),
+                "another IPv4 address of the server",
+            ),
+            (
+                SocketAddr::new(client_v6, 0),
+                SocketAddr::new(server_v6, addr.port()),
+                "the server's IPv6 address (it listens on IPv4 only)",
+            ),
+        ];
+        for (from, to, what) in cases {
+            let before = stats(&mut tcp)?;
+            let s = Udp::connect_from(from, to)?;
+            s.send_raw(&kcache_tests::udp::frame(7, 0, 1, b"get hot\r\n"))?;
+            // No socket listens there: nothing comes back (or the kernel's port unreachable).
+            ensure!(
+                !matches!(s.recv(WAIT), Ok(Some(_))),
+                "{what}: answered, though the server does not listen there"
+            );
+            let after = stats(&mut tcp)?;
+            for (k, want) in [("xdp_pass_not_dest", 1), ("xdp_hit", 0)] {
+                ensure!(
+                    delta(&before, &after, k) == want,
+                    "{what}: {k} moved {}",
+                    delta(&before, &after, k)
+                );
+            }
+        }
+        // The listen address itself is still answered in XDP.
+        let before = stats(&mut tcp)?;
+        ensure!(udp_get(&mut udp, "hot")? == b"VALUE hot 1 2\r\nhi\r\nEND\r\n");
+        ensure!(delta(&before, &stats(&mut tcp)?, "xdp_hit") == 1);
         Ok(())
     })?;
     r.with_context(|| format!("server log:\n{}", server.log()))
@@ -143,112 +237,88 @@ fn every_write_invalidates_before_its_reply() -> Result<()> {
     r.with_context(|| format!("server log:\n{}", server.log()))
 }
 
-/// Writers over TCP keep changing and deleting a few hot keys; readers over UDP (through XDP
-/// whenever the key is hot) check that no read returns a value older than one already
-/// acknowledged when the read was sent. At least a million reads.
+/// The stale-read hunt (`kcache_tests::hunt`): a writer over TCP keeps setting and deleting
+/// four hot keys while readers over UDP (through XDP whenever the key is hot) check that no
+/// read returns a value older than one already acknowledged when the read was sent, nor a miss
+/// of a key whose set was acknowledged. At least a million reads.
 #[test]
 fn no_stale_reads_under_writes() -> Result<()> {
     if skip::unless_root("the XDP test bed")? {
         return Ok(());
     }
-    const KEYS: usize = 4;
     const READS: u64 = 1_000_000;
     let bed = Testbed::up(13)?;
-    let server = bed.serve(11313, &["--xdp", &bed.server_if])?;
-    let (addr, client) = (server.addr, bed.client_v4);
-    // acked[k]: the version of the last write acknowledged for key k (a delete is a version
-    // too: any value older than it is stale afterwards).
-    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (acked, stop) = (acked.clone(), stop.clone());
-        bed.in_client(move || {
-            thread::spawn(move || -> Result<u64> {
-                let mut tcp = Conn::connect(addr)?;
-                let mut version = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    for (k, a) in acked.iter().enumerate() {
-                        version += 1;
-                        if version % 5 == 0 {
-                            tcp.expect(format!("delete s{k}\r\n").as_bytes(), b"DELETED\r\n")?;
-                        } else {
-                            let v = format!("{version:020}");
-                            tcp.expect(
-                                format!("set s{k} 0 0 20\r\n{v}\r\n").as_bytes(),
-                                b"STORED\r\n",
-                            )?;
-                        }
-                        a.store(version, Ordering::SeqCst);
-                    }
-                    // Let reads promote the keys between writes, so XDP answers many of them.
-                    thread::sleep(Duration::from_micros(200));
-                }
-                Ok(version)
-            })
-        })?
-    };
-    let readers: Vec<_> = (0..2)
-        .map(|r| {
-            let acked = acked.clone();
-            bed.in_client(move || {
-                thread::spawn(move || -> Result<(u64, u64)> {
-                    let mut udp = Udp::connect_from(SocketAddr::new(client.into(), 0), addr)?;
-                    let (mut reads, mut stale) = (0u64, 0u64);
-                    let mut k = r;
-                    while reads < READS / 2 {
-                        k = (k + 1) % KEYS;
-                        let floor = acked[k].load(Ordering::SeqCst);
-                        let Ok(d) = udp.request(format!("get s{k}\r\n").as_bytes(), WAIT) else {
-                            continue; // a lost datagram: not a read
-                        };
-                        let reply = reassemble(&d)?;
-                        reads += 1;
-                        if reply == b"END\r\n" {
-                            continue; // deleted (or not yet written): never stale
-                        }
-                        let text = String::from_utf8_lossy(&reply);
-                        let v: u64 = text
-                            .lines()
-                            .nth(1)
-                            .and_then(|l| l.parse().ok())
-                            .with_context(|| format!("odd reply {text:?}"))?;
-                        if v < floor {
-                            stale += 1;
-                            eprintln!("stale: s{k} read {v} after {floor} was acknowledged");
-                        }
-                    }
-                    Ok((reads, stale))
-                })
-            })
-        })
-        .collect::<Result<_>>()?;
-    let mut total = (0, 0);
-    for h in readers {
-        let (reads, stale) = h.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
-        total = (total.0 + reads, total.1 + stale);
-    }
-    stop.store(true, Ordering::Relaxed);
-    let writes = writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("writer panicked"))??;
-    let xdp_hits = bed.in_client(move || -> Result<u64> {
-        let mut tcp = Conn::connect(addr)?;
-        Ok(stats(&mut tcp)?.get("xdp_hit").copied().unwrap_or(0))
-    })??;
+    let mut server = bed.serve(11313, &["--xdp", &bed.server_if])?;
+    let addr = server.addr;
+    let found = hunt::run(&bed, &mut server, READS, HUNT_DEADLINE, |_, _| Ok(()))
+        .with_context(|| format!("server log:\n{}", server.log()))?;
+    let s = bed.in_client(move || -> Result<_> { stats(&mut Conn::connect(addr)?) })??;
+    let stat = |k: &str| s.get(k).copied().unwrap_or(0);
     println!(
-        "stale-read hunt: {} reads ({xdp_hits} answered in XDP), {writes} writes, {} stale",
-        total.0, total.1
+        "stale-read hunt: {} reads ({} answered in XDP), {} misses after an acknowledged set \
+         (each explained by a delete in flight), {} writes, {} stale",
+        found.reads,
+        stat("xdp_hit"),
+        found.misses_checked,
+        found.writes,
+        found.stale
     );
-    ensure!(total.0 >= READS, "only {} reads", total.0);
     ensure!(
-        total.1 == 0,
+        found.stale == 0,
         "{} stale reads; server log:\n{}",
-        total.1,
+        found.stale,
         server.log()
     );
     ensure!(
-        xdp_hits > READS / 10,
-        "XDP answered only {xdp_hits} reads: the test did not exercise it"
+        stat("xdp_hit") > READS / 10,
+        "XDP answered only {} reads: the test did not exercise it",
+        stat("xdp_hit")
+    );
+    // The premise of counting misses: nothing was evicted.
+    for k in ["evictions", "slab_reassign_evictions"] {
+        ensure!(
+            stat(k) == 0,
+            "{k} {}: the hunt's keys were evicted",
+            stat(k)
+        );
+    }
+    Ok(())
+}
+
+/// The hunt fails, and soon, when the server dies under it (not a hang): here it is killed
+/// after 20 000 reads.
+#[test]
+fn stale_read_hunt_fails_on_a_dead_server() -> Result<()> {
+    if skip::unless_root("the XDP test bed")? {
+        return Ok(());
+    }
+    let bed = Testbed::up(15)?;
+    let mut server = bed.serve(11315, &["--xdp", &bed.server_if])?;
+    let start = Instant::now();
+    let mut killed = None;
+    let got = hunt::run(&bed, &mut server, 1_000_000, HUNT_DEADLINE, |s, reads| {
+        if reads >= 20_000 && killed.is_none() {
+            s.kill()?;
+            killed = Some(Instant::now());
+        }
+        Ok(())
+    });
+    let killed = killed.context("the hunt ended before the server was killed")?;
+    let err = match got {
+        Ok(f) => bail!("the hunt succeeded against a dead server: {f:?}"),
+        Err(e) => format!("{e:#}"),
+    };
+    ensure!(err.contains("kcache exited"), "unexpected failure: {err}");
+    // Within a few request timeouts of the death, far inside the deadline.
+    ensure!(
+        killed.elapsed() < Duration::from_secs(15),
+        "the hunt took {:?} to notice the dead server: {err}",
+        killed.elapsed()
+    );
+    println!(
+        "dead server: the hunt failed {:?} after the kill ({:?} in all): {err}",
+        killed.elapsed(),
+        start.elapsed()
     );
     Ok(())
 }

@@ -65,12 +65,39 @@ pub(crate) fn build() -> Result<PathBuf> {
 }
 
 /// clippy on the eBPF crate with `-D warnings`, for its own target (the host workspace's clippy
-/// pass never sees it).
+/// pass never sees it), after checking its lint set is still the workspace's.
 pub(crate) fn clippy() -> Result<()> {
     let root = std::env::current_dir().context("reading the current directory")?;
+    check_lints(&root)?;
     let mut cmd = cargo(&root, "clippy")?;
     cmd.args(["--", "-D", "warnings"]);
     step::run("clippy eBPF crate", &mut cmd)
+}
+
+/// Fails unless the eBPF crate's `[lints]` table equals the host workspace's `[workspace.lints]`
+/// (the crate is a workspace of its own, so it cannot say `lints.workspace = true`).
+fn check_lints(root: &Path) -> Result<()> {
+    let table = |path: &Path, keys: &[&str]| -> Result<toml::Value> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut v: toml::Value =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        for k in keys {
+            v = v
+                .get(k)
+                .cloned()
+                .with_context(|| format!("{} has no [{}]", path.display(), keys.join(".")))?;
+        }
+        Ok(v)
+    };
+    let want = table(&root.join("Cargo.toml"), &["workspace", "lints"])?;
+    let got = table(&root.join(MANIFEST), &["lints"])?;
+    ensure!(
+        want == got,
+        "{MANIFEST}'s [lints] differ from Cargo.toml's [workspace.lints]: copy them over, level \
+         for level\n  workspace: {want}\n  eBPF crate: {got}"
+    );
+    Ok(())
 }
 
 /// `cargo <sub>` in the eBPF crate for `bpfel-unknown-none`, with the host build's flags and
@@ -91,4 +118,46 @@ fn cargo(root: &Path, sub: &str) -> Result<Command> {
         .env("CARGO_TARGET_BPFEL_UNKNOWN_NONE_LINKER", linker)
         .env("RUSTFLAGS", RUSTFLAGS);
     Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ebpf_lints_are_the_workspace_s() {
+        // The checked-in manifests agree.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        if let Err(e) = check_lints(&root) {
+            panic!("{e:#}");
+        }
+    }
+
+    #[test]
+    fn a_changed_level_is_caught() {
+        let dir = std::env::temp_dir().join(format!("xtask-lints-{}", std::process::id()));
+        let write = |ws: &str, ebpf: &str| -> Result<()> {
+            std::fs::create_dir_all(dir.join(CRATE_DIR))?;
+            std::fs::write(
+                dir.join("Cargo.toml"),
+                format!("[workspace.lints.clippy]\n{ws}\n"),
+            )?;
+            std::fs::write(dir.join(MANIFEST), format!("[lints.clippy]\n{ebpf}\n"))?;
+            Ok(())
+        };
+        let deny = "undocumented_unsafe_blocks = \"deny\"";
+        // (workspace, eBPF crate, agree)
+        for (ws, ebpf, agree) in [
+            (deny, deny, true),
+            (deny, "undocumented_unsafe_blocks = \"warn\"", false),
+            (deny, "", false),
+        ] {
+            write(ws, ebpf).unwrap_or_else(|e| panic!("{e:#}"));
+            assert_eq!(check_lints(&dir).is_ok(), agree, "{ws:?} vs {ebpf:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1,4 +1,5 @@
-//! The XDP program's settings (`CONFIG`, a one-entry BPF array) and the source allowlist key.
+//! The XDP program's settings (`CONFIG`, a one-entry BPF array), the addresses it answers for
+//! (`LISTEN`, another) and the source allowlist key.
 //!
 //! ```text
 //!  XdpConfig
@@ -8,6 +9,13 @@
 //!  | u32    | u32    | u16   | u16       | u32   | u32        | u32        | u32    | u32   |
 //!  +--------+--------+-------+-----------+-------+------------+------------+--------+-------+
 //!
+//!  Listen
+//!  0       4        16                                                            272
+//!  +-------+--------+-------------------------------------------------------------+
+//!  | len   | _pad   | addrs [[u8; 16]; LISTEN_MAX], IPv4 mapped as in AllowKey     |
+//!  | u32   | [u8;12]|                                                             |
+//!  +-------+--------+-------------------------------------------------------------+
+//!
 //!  AllowKey (BPF LPM trie key)
 //!  0           4                 20
 //!  +-----------+-----------------+
@@ -16,7 +24,11 @@
 //! ```
 //!
 //! The program answers nothing until user space writes a config whose `layout` equals
-//! [`crate::LAYOUT_VERSION`] (a zeroed entry has layout 0).
+//! [`crate::LAYOUT_VERSION`] (a zeroed entry has layout 0), and only requests addressed to one
+//! of `LISTEN`'s first `len` addresses (anything else goes up: it is the kernel's to deliver,
+//! or not, to a socket). The addresses are a map of their own rather than part of `XdpConfig`
+//! because the program copies the config to its 512-byte stack, and 256 bytes of addresses
+//! there left no room.
 
 /// `XdpConfig::flags`: drop requests whose source is not in the allowlist.
 pub const CFG_ALLOWLIST: u32 = 1;
@@ -47,6 +59,53 @@ pub struct XdpConfig {
 
 const _: () = assert!(core::mem::size_of::<XdpConfig>() == 32);
 
+/// Most addresses [`Listen`] holds.
+pub const LISTEN_MAX: usize = 16;
+
+/// The destination addresses requests are answered for (the value of `LISTEN`, one entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// Entries of `addrs` in use (at most [`LISTEN_MAX`]; 0 = answer nothing).
+    pub len: u32,
+    /// Always zero (keeps `addrs` 8-byte aligned for the program's word compares).
+    pub _pad: [u8; 12],
+    /// IPv6 addresses, or IPv4 ones mapped into `::ffff:0:0/96` ([`mapped_v4`]): an IPv4
+    /// packet to a.b.c.d matches `::ffff:a.b.c.d`; an IPv6 packet to a mapped address matches
+    /// nothing. Entries past `len` are zero.
+    pub addrs: [[u8; 16]; LISTEN_MAX],
+}
+
+const _: () = assert!(core::mem::size_of::<Listen>() == 16 + 16 * LISTEN_MAX);
+
+impl Listen {
+    /// No address: nothing is answered.
+    pub const NONE: Listen = Listen {
+        len: 0,
+        _pad: [0; 12],
+        addrs: [[0; 16]; LISTEN_MAX],
+    };
+
+    /// `addrs` (16-byte forms as in [`Listen::addrs`]), or `None` if there are more than
+    /// [`LISTEN_MAX`].
+    pub fn new(addrs: &[[u8; 16]]) -> Option<Listen> {
+        if addrs.len() > LISTEN_MAX {
+            return None;
+        }
+        let mut l = Listen::NONE;
+        l.addrs[..addrs.len()].copy_from_slice(addrs);
+        l.len = addrs.len() as u32;
+        Some(l)
+    }
+}
+
+/// An IPv4 address as [`Listen`] and [`AllowKey`] hold it (`::ffff:a.b.c.d`).
+pub const fn mapped_v4(a: [u8; 4]) -> [u8; 16] {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+    ]
+}
+
 /// LPM trie key of the source allowlist.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,17 +121,10 @@ const _: () = assert!(core::mem::size_of::<AllowKey>() == 20);
 impl AllowKey {
     /// `a.b.c.d/len` as a mapped IPv6 prefix (`len` is clamped to 32).
     pub const fn v4(addr: [u8; 4], len: u32) -> Self {
-        let mut a = [0u8; 16];
-        a[10] = 0xff;
-        a[11] = 0xff;
-        a[12] = addr[0];
-        a[13] = addr[1];
-        a[14] = addr[2];
-        a[15] = addr[3];
         let len = if len > 32 { 32 } else { len };
         Self {
             prefixlen: 96 + len,
-            addr: a,
+            addr: mapped_v4(addr),
         }
     }
 
@@ -102,10 +154,30 @@ mod tests {
         assert_eq!(offset_of!(XdpConfig, large_mask), 20);
         assert_eq!(offset_of!(XdpConfig, epoch), 24);
         assert_eq!(offset_of!(AllowKey, addr), 4);
+        assert_eq!(offset_of!(Listen, addrs), 16);
+        assert_eq!(core::mem::size_of::<Listen>(), 272);
     }
 
     #[test]
-    fn mapped_v4() {
+    fn listen_addresses() {
+        // Two addresses: the rest of the array stays zero.
+        let v4 = mapped_v4([10, 0, 0, 1]);
+        assert_eq!(&v4[10..], &[0xff, 0xff, 10, 0, 0, 1]);
+        let l = Listen::new(&[v4, [1; 16]]).unwrap_or(Listen::NONE);
+        assert_eq!((l.len, l.addrs[0], l.addrs[1]), (2, v4, [1; 16]));
+        assert!(l.addrs[2..].iter().all(|a| *a == [0; 16]));
+        // Exactly LISTEN_MAX fit; one more does not.
+        assert_eq!(
+            Listen::new(&[[2; 16]; LISTEN_MAX]).map(|l| l.len),
+            Some(LISTEN_MAX as u32)
+        );
+        assert_eq!(Listen::new(&[[3; 16]; LISTEN_MAX + 1]), None);
+        // None at all: nothing is answered.
+        assert_eq!(Listen::new(&[]), Some(Listen::NONE));
+    }
+
+    #[test]
+    fn allow_keys() {
         // 10.0.0.0/8 becomes ::ffff:10.0.0.0/104.
         let k = AllowKey::v4([10, 0, 0, 0], 8);
         assert_eq!(k.prefixlen, 104);

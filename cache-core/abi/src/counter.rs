@@ -1,11 +1,14 @@
 //! Indexes into the XDP program's per-CPU counter array (`u64` per slot, [`COUNTERS_LEN`] slots).
 //!
 //! ```text
-//!  index:  0    1     2 .. 15              16                 17 = COUNTERS_LEN
-//!         +----+-----+--------------------+------------------+
-//!         |hit |miss | pass reasons       | drop not allowed |
-//!         +----+-----+--------------------+------------------+
+//!  index:  0    1     2 .. 15              16                 17         18
+//!         +----+-----+--------------------+------------------+----------+----------+
+//!         |hit |miss | pass reasons       | drop not allowed | hit keys | not dest |
+//!         +----+-----+--------------------+------------------+----------+----------+
 //! ```
+//!
+//! (`not dest` is a pass reason added after `hit keys`; indexes never move, so the order is
+//! history, not grouping. [`COUNTERS_LEN`] = 19.)
 //!
 //! Every packet the program sees bumps exactly one counter, so their sum is the packet count and
 //! each pass names the first reason the program found. (Besides these, [`XDP_HIT_KEYS`] counts
@@ -47,8 +50,11 @@ pub const XDP_PASS_NO_ROOM: u32 = 15;
 pub const XDP_DROP_NOT_ALLOWED: u32 = 16;
 /// Keys answered by XDP (outside the one-counter-per-packet rule).
 pub const XDP_HIT_KEYS: u32 = 17;
+/// UDP to the port, but to a destination address the server does not listen on
+/// (`XdpConfig::dst`): the kernel's to deliver or not.
+pub const XDP_PASS_NOT_DEST: u32 = 18;
 /// Number of counters (the per-CPU array's `max_entries`).
-pub const COUNTERS_LEN: u32 = 18;
+pub const COUNTERS_LEN: u32 = 19;
 
 /// Counter names for stats output, indexed by counter.
 pub const COUNTER_NAMES: [&str; COUNTERS_LEN as usize] = [
@@ -70,6 +76,7 @@ pub const COUNTER_NAMES: [&str; COUNTERS_LEN as usize] = [
     "xdp_pass_no_room",
     "xdp_drop_not_allowed",
     "xdp_hit_keys",
+    "xdp_pass_not_dest",
 ];
 
 #[cfg(test)]
@@ -98,6 +105,7 @@ mod tests {
             (XDP_PASS_NO_ROOM, "xdp_pass_no_room"),
             (XDP_DROP_NOT_ALLOWED, "xdp_drop_not_allowed"),
             (XDP_HIT_KEYS, "xdp_hit_keys"),
+            (XDP_PASS_NOT_DEST, "xdp_pass_not_dest"),
         ];
         assert_eq!(table.len(), COUNTERS_LEN as usize);
         for (i, (index, name)) in table.into_iter().enumerate() {

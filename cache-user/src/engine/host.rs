@@ -136,6 +136,11 @@ impl Shard {
             .total_conns
             .store(shared.curr_conns.load(Ordering::Relaxed), Ordering::Relaxed);
         shared.rejected_conns.store(0, Ordering::Relaxed);
+        // XDP's counters are the node's, not a shard's: every shard's reset takes the same
+        // baseline.
+        if let Some(c) = &shared.xdp_counters {
+            c.reset();
+        }
     }
 
     pub(crate) fn handle_msg(&mut self, m: Msg) {

@@ -1,6 +1,6 @@
 //! Loading `kcache_xdp`: sizes the HOT tables, checks the object's layouts against this binary's,
-//! fills `CONFIG`, `BUCKETS` and `ALLOW`, maps the HOT tables, attaches the program (native, else
-//! generic) and pins the maps. [`Fastpath`] undoes all of it on [`Fastpath::stop`] or drop.
+//! fills `CONFIG`, `LISTEN` (the destination addresses, `dest.rs`), `BUCKETS` and `ALLOW`, maps
+//! the HOT tables, attaches the program (native, else generic) and pins the maps. [`Fastpath`] undoes all of it on [`Fastpath::stop`] or drop.
 
 use std::{os::fd::AsFd, path::PathBuf, sync::Arc};
 
@@ -12,19 +12,23 @@ use aya::{
 };
 use cache_core::{
     abi::{
-        counter::COUNTERS_LEN, AllowKey, BucketEntry, LargeSlot, SmallSlot, XdpConfig,
+        counter::COUNTERS_LEN, AllowKey, BucketEntry, LargeSlot, Listen, SmallSlot, XdpConfig,
         BUCKET_MAP_ENTRIES, CFG_ALLOWLIST, LAYOUT_VERSION,
     },
     bucket::BucketMap,
 };
 
-use super::{allow::Allowlist, bpffs::Pins, counters::Counters, object, region::Region, HotTables};
+use super::{
+    allow::Allowlist, bpffs::Pins, counters::Counters, dest::Destinations, object, ordering,
+    region::Region, HotTables,
+};
 use crate::config::{Config, XdpMode};
 
 /// The maps, as this binary expects them: name, key size, value size (and, for fixed-size
 /// maps, entries). An object that disagrees was built against another `cache-abi`.
-const MAPS: [(&str, usize, usize, Option<u32>); 6] = [
+const MAPS: [(&str, usize, usize, Option<u32>); 7] = [
     ("CONFIG", 4, size_of::<XdpConfig>(), Some(1)),
+    ("LISTEN", 4, size_of::<Listen>(), Some(1)),
     (
         "BUCKETS",
         4,
@@ -48,6 +52,8 @@ pub(crate) struct Settings {
     pub(crate) reply_cap: u16,
     pub(crate) node: u32,
     pub(crate) port: u16,
+    /// The listen address (`-l`): XDP answers only packets to it (`dest.rs`).
+    pub(crate) listen: String,
     pub(crate) allow: Allowlist,
     /// The bucket map `BUCKETS` and the epochs start from.
     pub(crate) map: BucketMap,
@@ -64,6 +70,7 @@ impl Settings {
             reply_cap: cfg.udp_reply_cap,
             node: cfg.node_id,
             port: cfg.udp_port,
+            listen: cfg.listen.clone(),
             allow,
             map,
         }
@@ -85,6 +92,7 @@ pub(crate) struct Fastpath {
 impl Fastpath {
     /// Loads, fills, attaches and pins; see the module docs.
     pub(crate) fn start(s: &Settings) -> Result<Fastpath> {
+        ordering::check_this_machine()?;
         let bytes = object::bytes()?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("HOT_SMALL", s.small_slots)
@@ -94,6 +102,16 @@ impl Fastpath {
         check_layouts(&ebpf)?;
         let tables = Arc::new(map_tables(&ebpf, s)?);
         let (small_mask, large_mask) = tables.masks();
+        let dst = Destinations::build(&s.listen, &s.iface)
+            .context("finding the addresses XDP answers for")?;
+        if dst.addrs().is_empty() {
+            tracing::warn!(
+                iface = %s.iface,
+                listen = %s.listen,
+                "no packet arriving on the XDP interface can be for the listen address: XDP will \
+                 answer nothing"
+            );
+        }
         let config = XdpConfig {
             layout: LAYOUT_VERSION,
             node: s.node,
@@ -108,6 +126,7 @@ impl Fastpath {
         tables.set_epoch(config.epoch);
         fill_buckets(&mut ebpf, &s.map)?;
         fill_allow(&mut ebpf, &s.allow)?;
+        write_listen(&mut ebpf, &dst.listen()?)?;
         write_config(&mut ebpf, &config)?;
         let (link, native) = attach(&mut ebpf, &s.iface, s.mode)?;
         // Pins only once the interface is ours: a second server on it fails above, before it
@@ -127,6 +146,7 @@ impl Fastpath {
             small_slots = s.small_slots,
             large_slots = s.large_slots,
             allow = %s.allow.prefixes().iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            dst = %dst.addrs().iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
             pins = %pins.dir().display(),
             "XDP fast path on"
         );
@@ -255,6 +275,12 @@ fn write_config(ebpf: &mut Ebpf, c: &XdpConfig) -> Result<()> {
     let mut m: Array<_, XdpConfig> =
         Array::try_from(ebpf.map_mut("CONFIG").context("no map CONFIG")?)?;
     m.set(0, c, 0).context("writing CONFIG")
+}
+
+fn write_listen(ebpf: &mut Ebpf, l: &Listen) -> Result<()> {
+    let mut m: Array<_, Listen> =
+        Array::try_from(ebpf.map_mut("LISTEN").context("no map LISTEN")?)?;
+    m.set(0, l, 0).context("writing LISTEN")
 }
 
 /// The map's epoch as XDP carries it (32 bits; `Ownership::load` refuses larger ones).

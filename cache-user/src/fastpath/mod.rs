@@ -1,11 +1,13 @@
 //! The XDP fast path: loads and attaches `kcache_xdp`, owns the HOT tables it answers from, and
 //! keeps them coherent with the shards' stores.
 //!
-//! - [`loader`]: the program, its maps and their pins; [`allow`]: the UDP source allowlist.
+//! - [`loader`]: the program, its maps and their pins; [`allow`]: the UDP source allowlist;
+//!   [`dest`]: the destination addresses XDP answers for (those the server listens on).
 //! - [`HotTables`] (`tables.rs`, over `table.rs`'s seqlock): the mmapped `HOT_SMALL`/`HOT_LARGE`.
 //! - [`promote`]: per-shard promotion (tracker, admission) and the once-a-second demotion scan.
 //! - [`counters`]: the per-CPU counters for `stats` and `kcache xdp-stats`; [`pass`]: the
 //!   `kcache xdp-pass` helper for the test bed's peer interface.
+//! - [`ordering`]: refuses `--xdp` on CPUs whose load ordering point 2 below does not cover.
 //!
 //! # Why XDP never serves a value older than an acknowledged write (invariant 1)
 //!
@@ -26,6 +28,18 @@
 //!    answers after W. If the re-read happened before the claim, the packet's reply left before
 //!    W was even applied (the claim precedes W's reply), so it is not "older than an
 //!    acknowledged write": W's acknowledgement was not yet sent.
+//!
+//!    This needs the reader's loads to happen in order: its first `seq` load before every load
+//!    of the slot, and those before its second `seq` load. The program is built so (every slot
+//!    field is a volatile read, and the second `seq` read is made only once the copies have
+//!    returned; cache-ebpf `slot.rs`), and x86's TSO never reorders a load with a load, so the
+//!    CPU keeps that order. The writer's stores are ordered too (`table.rs`: the claim's
+//!    compare-exchange, a Release fence, the field stores, the Release publish; and x86 keeps
+//!    stores in order), so a reader whose loads saw any of a write's field stores saw the claim
+//!    before them, and its second `seq` load, made after them, cannot see the old value.
+//!    A weakly ordered CPU could satisfy the loads out of order, and BPF gives this program no
+//!    cheap way to stop it (acquire loads for every slot read, or an atomic RMW on every hit),
+//!    so [`ordering`] refuses `--xdp` on anything but x86.
 //! 3. *Promotion re-checks.* A promotion reads the item, encodes it, writes the slot, marks the
 //!    item HOT, and then re-reads the item's CAS; if the item is gone or its CAS moved, it
 //!    invalidates at once. Since the owner's thread does all of this between two requests, no
@@ -45,8 +59,10 @@ pub(crate) mod allow;
 mod bpffs;
 mod clock;
 pub(crate) mod counters;
+mod dest;
 pub(crate) mod loader;
 mod object;
+mod ordering;
 pub(crate) mod pass;
 pub(crate) mod promote;
 mod region;

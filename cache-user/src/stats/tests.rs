@@ -57,6 +57,45 @@ fn xdp_counters_follow_kcache_s_own() {
     assert!(!String::from_utf8_lossy(&out).contains("xdp_"));
 }
 
+#[test]
+fn xdp_answers_count_as_gets_and_hits() {
+    // The engine saw 1 get (2 hits, 3 misses: the fixture's distinct values); XDP answered 40
+    // keys in 7 requests. memcached counts per key, so cmd_get and get_hits gain 40 each,
+    // get_misses nothing (XDP answers no miss), and xdp_hit still says 7 requests.
+    let p = Process {
+        xdp: vec![("xdp_hit", 7), ("xdp_miss", 5), ("xdp_hit_keys", 40)],
+        ..process()
+    };
+    let mut out = Vec::new();
+    write(b"", &p, &counters(), &classes(), 1_000, &mut out);
+    let text = String::from_utf8_lossy(&out);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_owned()
+    };
+    // (field, value: engine's plus XDP's where XDP answered)
+    for (name, want) in [
+        ("cmd_get", 1 + 40),
+        ("get_hits", 2 + 40),
+        ("get_misses", 3),
+        ("xdp_hit", 7),
+        ("xdp_miss", 5),
+        ("xdp_hit_keys", 40),
+    ] {
+        assert_eq!(field(name), want.to_string(), "{name}");
+    }
+    // Without XDP the engine's counts are printed as they are (general_exact has the bytes).
+    let mut out = Vec::new();
+    write(b"", &process(), &counters(), &classes(), 1_000, &mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("STAT cmd_get 1\r\n") && text.contains("STAT get_hits 2\r\n"),
+        "{text}"
+    );
+}
+
 /// Every counter distinct, so a swapped field shows.
 fn counters() -> Stats {
     Stats {

@@ -26,6 +26,9 @@ pub struct Shape {
     /// Bytes cut from the end of the frame.
     pub cut: usize,
     pub src_v4: Option<[u8; 4]>,
+    /// Destinations other than `SERVER_V4` / `SERVER_V6`.
+    pub dst_v4: Option<[u8; 4]>,
+    pub dst_v6: Option<[u8; 16]>,
 }
 
 /// memcached's frame header + `line`.
@@ -56,12 +59,14 @@ pub fn request(shape: Shape, port: u16, payload: &[u8]) -> Vec<u8> {
         f.extend_from_slice(&(udp.len() as u16).to_be_bytes());
         f.push(shape.v6_next.unwrap_or(17));
         f.push(64);
+        let dst = shape.dst_v6.unwrap_or(SERVER_V6);
         f.extend_from_slice(&CLIENT_V6);
-        f.extend_from_slice(&SERVER_V6);
-        let c = udp_checksum(&CLIENT_V6, &SERVER_V6, &udp);
+        f.extend_from_slice(&dst);
+        let c = udp_checksum(&CLIENT_V6, &dst, &udp);
         udp[6..8].copy_from_slice(&c.to_be_bytes());
     } else {
         let src = shape.src_v4.unwrap_or(CLIENT_V4);
+        let dst = shape.dst_v4.unwrap_or(SERVER_V4);
         f.extend_from_slice(&0x0800u16.to_be_bytes());
         let ihl = 5 + shape.ip_options;
         let mut ip = vec![0x40 | ihl, 0];
@@ -70,12 +75,12 @@ pub fn request(shape: Shape, port: u16, payload: &[u8]) -> Vec<u8> {
         ip.extend_from_slice(&shape.frag.to_be_bytes());
         ip.extend_from_slice(&[64, 17, 0, 0]);
         ip.extend_from_slice(&src);
-        ip.extend_from_slice(&SERVER_V4);
+        ip.extend_from_slice(&dst);
         ip.extend(std::iter::repeat_n(1u8, shape.ip_options as usize * 4));
         let c = !fold(sum(&ip, 0));
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         f.extend_from_slice(&ip);
-        let c = udp_checksum(&src, &SERVER_V4, &udp);
+        let c = udp_checksum(&src, &dst, &udp);
         udp[6..8].copy_from_slice(&c.to_be_bytes());
     }
     f.extend_from_slice(&udp);

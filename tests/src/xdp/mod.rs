@@ -19,7 +19,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use cache_abi::{
-    counter::COUNTERS_LEN, AllowKey, BucketEntry, HotSlot, LargeSlot, SmallSlot, XdpConfig,
+    counter::COUNTERS_LEN, AllowKey, BucketEntry, HotSlot, LargeSlot, Listen, SmallSlot, XdpConfig,
     CFG_ALLOWLIST, HOT_WAYS, LAYOUT_VERSION, SLOT_LIVE, VBUCKETS,
 };
 use cache_core::{
@@ -78,7 +78,8 @@ pub struct Run {
 
 impl Prog {
     /// Loads the program, configures it for UDP `port`, node 0 owning every bucket at epoch 1,
-    /// and the allowlist holding only `allow` (empty = allowlist off).
+    /// listening on the test frames' server addresses (`SERVER_V4`, `SERVER_V6`), and the
+    /// allowlist holding only `allow` (empty = allowlist off).
     pub fn load(port: u16, allow: &[AllowKey]) -> Result<Prog> {
         require_root()?;
         let path = object_path();
@@ -130,6 +131,8 @@ impl Prog {
             config,
         };
         p.set_config(config)?;
+        // The server listens on the test frames' destination, IPv4 and IPv6.
+        p.set_listen(&[cache_abi::mapped_v4(frame::SERVER_V4), frame::SERVER_V6])?;
         p.set_buckets(|_| BucketEntry { owner: 0, epoch: 1 })?;
         let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> =
             LpmTrie::try_from(p.ebpf.map_mut("ALLOW").context("no ALLOW map")?)?;
@@ -144,6 +147,15 @@ impl Prog {
             Array::try_from(self.ebpf.map_mut("CONFIG").context("no CONFIG map")?)?;
         a.set(0, cfg, 0)?;
         self.config = cfg;
+        Ok(())
+    }
+
+    /// Fills `LISTEN` with `addrs` (16-byte forms, IPv4 mapped).
+    pub fn set_listen(&mut self, addrs: &[[u8; 16]]) -> Result<()> {
+        let l = Listen::new(addrs).context("too many listen addresses")?;
+        let mut a: Array<&mut MapData, Listen> =
+            Array::try_from(self.ebpf.map_mut("LISTEN").context("no LISTEN map")?)?;
+        a.set(0, l, 0)?;
         Ok(())
     }
 
