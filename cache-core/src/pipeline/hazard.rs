@@ -94,11 +94,21 @@ mod tests {
     use super::*;
     use crate::{pipeline::route::route, protocol::Parser};
 
+    /// Each request waits (`true`) or not.
+    fn check(h: &Hazards, cases: &[(&[u8], bool)]) {
+        for &(text, want) in cases {
+            let r = Parser::new()
+                .parse(text)
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            let got = h.blocks(&r.request, route(&r.request));
+            assert_eq!(got, want, "{}", text.escape_ascii());
+        }
+    }
+
     #[test]
     fn writes_of_pending_keys_wait() {
         let mut h = Hazards::default();
         h.add(khash(b"k"), false);
-        let p = Parser::new();
         let cases: &[(&[u8], bool)] = &[
             // Reads of the key go on; writes, touches, leases and flushes wait.
             (b"get k\r\n", false),
@@ -116,28 +126,12 @@ mod tests {
             (b"gat 10 j i\r\n", false),
             (b"stats\r\n", false),
         ];
-        for &(text, want) in cases {
-            let r = p.parse(text).unwrap_or_else(|e| panic!("{e:?}"));
-            assert_eq!(
-                h.blocks(&r.request, route(&r.request)),
-                want,
-                "{}",
-                text.escape_ascii()
-            );
-        }
+        check(&h, cases);
         h.remove(khash(b"k"), false);
         assert!(h.reads.is_empty());
         // A pending read that changes its key holds reads back too.
         h.add(khash(b"k"), true);
-        for (text, want) in [(&b"get k\r\n"[..], true), (b"mg j v\r\n", false)] {
-            let r = p.parse(text).unwrap_or_else(|e| panic!("{e:?}"));
-            assert_eq!(
-                h.blocks(&r.request, route(&r.request)),
-                want,
-                "{}",
-                text.escape_ascii()
-            );
-        }
+        check(&h, &[(b"get k\r\n", true), (b"mg j v\r\n", false)]);
         h.remove(khash(b"k"), true);
         assert!(h.writes.is_empty());
     }
