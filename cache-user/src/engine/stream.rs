@@ -278,7 +278,17 @@ impl Shard {
         let Some(c) = self.conns.get_mut(id) else {
             return;
         };
-        let Kind::Stream(s) = &c.kind else { return };
+        let Kind::Stream(s) = &c.kind else {
+            // A datagram's client (shutting down): nothing of it is in flight on the ring; an
+            // answer still on its way finds it gone.
+            if c.life == Life::Closing {
+                if let Some((c, mut cx)) = self.client(id) {
+                    c.session.close(&mut cx);
+                }
+                self.conns.remove(id);
+            }
+            return;
+        };
         if c.life != Life::Closing || s.recv != Recv::Idle || matches!(s.send, Send::Busy) {
             return;
         }
