@@ -58,6 +58,8 @@ const POLL_SCORE_MAX: u32 = 16;
 /// Below the middle, one idle moment in this many still polls.
 const POLL_PROBE: u32 = 16;
 const SPARE_BYTES_MAX: usize = 64 << 10;
+/// The longest event-loop turn (wake-up to the next wait) is logged at debug this often.
+const TURN_LOG: Duration = Duration::from_secs(5);
 const REJECT: &[u8] = b"SERVER_ERROR too many open connections\r\n";
 
 fn ud(op: u64, idx: u32, gen: u32) -> u64 {
@@ -117,6 +119,9 @@ pub(crate) struct Shard {
     tick_ts: Box<Timespec>,
     /// The bucket map as this shard applies it (see `own.rs`).
     own: Arc<Ownership>,
+    /// The longest loop turn since `turn_since` (a stall detector; see `TURN_LOG`).
+    turn_max: Duration,
+    turn_since: Instant,
 }
 
 pub(crate) fn unix_now() -> u32 {
@@ -192,6 +197,8 @@ impl Shard {
             hot,
             tick_ts: Box::new(Timespec::new().sec(1)),
             own,
+            turn_max: Duration::ZERO,
+            turn_since: Instant::now(),
         })
     }
 
@@ -264,6 +271,16 @@ impl Shard {
         }
     }
 
+    /// Notes a loop turn's length; logs the longest every `TURN_LOG`.
+    fn turn_ended(&mut self, took: Duration) {
+        self.turn_max = self.turn_max.max(took);
+        if self.turn_since.elapsed() >= TURN_LOG {
+            let max_us = self.turn_max.as_micros() as u64;
+            tracing::debug!(shard = self.id, max_us, "longest event-loop turn");
+            (self.turn_max, self.turn_since) = (Duration::ZERO, Instant::now());
+        }
+    }
+
     fn arm_recv(&mut self, idx: u32) {
         let Some(c) = self.conns[idx as usize].as_mut() else {
             return;
@@ -286,6 +303,7 @@ impl Shard {
         self.arm_tick();
         let mailbox = Arc::clone(&self.shared);
         let poll = Duration::from_micros(u64::from(self.shared.cfg.poll_us));
+        let mut woke = Instant::now();
         loop {
             self.now = unix_now();
             if let Some(h) = self.hot.as_mut() {
@@ -302,11 +320,13 @@ impl Shard {
             {
                 return Ok(());
             }
+            self.turn_ended(woke.elapsed());
             if !poll.is_zero() && self.ring.submission().is_empty() {
                 self.maybe_poll(poll);
             }
             let sleep = mailbox.mailboxes[self.id].prepare_sleep();
             let r = self.ring.submit_and_wait(usize::from(sleep));
+            woke = Instant::now();
             mailbox.mailboxes[self.id].awake();
             if let Err(e) = r {
                 if !matches!(
