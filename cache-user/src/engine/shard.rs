@@ -44,7 +44,7 @@ const OP_EVENTFD: u64 = 4;
 const OP_UDP_RECV: u64 = 5;
 const OP_UDP_SEND: u64 = 6;
 const OP_CANCEL: u64 = 7;
-/// The once-a-second wake-up that drives the HOT tables' scan (`Promoter::tick`).
+/// The wake-up every `Promoter::TICK` that keeps the HOT tables' scan going (`Promoter::tick`).
 const OP_TICK: u64 = 8;
 
 /// Replies held for one client before its input is no longer read (backpressure).
@@ -195,7 +195,7 @@ impl Shard {
             poll_score: POLL_SCORE_MAX / 2,
             poll_idle: 0,
             hot,
-            tick_ts: Box::new(Timespec::new().sec(1)),
+            tick_ts: Box::new(Timespec::from(Promoter::TICK)),
             own,
             turn_max: Duration::ZERO,
             turn_since: Instant::now(),
