@@ -2,7 +2,8 @@
 //! keeps them coherent with the shards' stores.
 //!
 //! - [`loader`]: the program, its maps and their pins; [`allow`]: the UDP source allowlist.
-//! - [`HotTables`] (`tables.rs`, over `table.rs`'s seqlock): the mmapped `HOT_SMALL`/`HOT_LARGE`.
+//! - [`HotTables`] (`tables.rs`, over `table.rs`'s seqlock): the mmapped `HOT_SMALL`/`HOT_LARGE`
+//!   and `HOT_GEN` (the flush count).
 //! - [`promote`]: per-shard promotion (tracker, admission) and the demotion scan, spread over
 //!   time (a pass a second, a slice per call: no event-loop stall).
 //! - [`counters`]: the per-CPU counters for `stats` and `kcache xdp-stats`; [`pass`]: the
