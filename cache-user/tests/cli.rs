@@ -109,7 +109,7 @@ fn bucket_without_keys_or_map_is_a_usage_error() {
 fn version_names_the_layout() {
     assert_eq!(
         stdout(&["version"]),
-        format!("kcache {} (xdp layout 2)\n", env!("CARGO_PKG_VERSION"))
+        format!("kcache {} (xdp layout 3)\n", env!("CARGO_PKG_VERSION"))
     );
 }
 
