@@ -11,7 +11,7 @@ use cache_abi::{
 };
 
 use crate::{
-    maps::{BUCKETS, CONFIG, HOT_LARGE, HOT_SMALL, SCRATCH},
+    maps::{self, BUCKETS, CONFIG, HOT_LARGE, HOT_SMALL, SCRATCH},
     packet::{ptr_at, Frame},
     scratch::{Scratch, Walk, OUT_MASK, REQ_MASK},
     slot::{self, Miss},
@@ -190,6 +190,9 @@ fn next_key(s: &mut Scratch, cfg: &XdpConfig) -> Result<bool, u32> {
         Some(b) if b.owner == cfg.node && b.epoch == cfg.epoch => {}
         _ => return Err(XDP_PASS_BUCKET_NOT_OWNED),
     }
+    // Read for every key, after its bucket check: a flush bumps it before its `OK` (cache-abi
+    // `hot`), so a key read after that never matches a slot filled before.
+    let serving = maps::serving(cfg).ok_or(XDP_MISS)?;
     let (cas, o, cap) = (s.walk.cas != 0, s.walk.o as usize, s.walk.cap as usize);
     let mut now = s.walk.now;
     let got = match slot::copy(
@@ -201,7 +204,7 @@ fn next_key(s: &mut Scratch, cfg: &XdpConfig) -> Result<bool, u32> {
         o,
         cap,
         &mut now,
-        cfg.epoch,
+        serving,
     ) {
         Err(Miss::Absent) => slot::copy(
             &HOT_LARGE,
@@ -212,7 +215,7 @@ fn next_key(s: &mut Scratch, cfg: &XdpConfig) -> Result<bool, u32> {
             o,
             cap,
             &mut now,
-            cfg.epoch,
+            serving,
         ),
         other => other,
     };

@@ -1,6 +1,6 @@
 //! The program's maps. Names are the contract with user space (cache-user's `fastpath`):
-//! `CONFIG`, `LISTEN`, `BUCKETS`, `ALLOW`, `COUNTERS`, `HOT_SMALL`, `HOT_LARGE`; `SCRATCH` is
-//! private.
+//! `CONFIG`, `LISTEN`, `BUCKETS`, `ALLOW`, `COUNTERS`, `HOT_SMALL`, `HOT_LARGE`, `HOT_GEN`;
+//! `SCRATCH` is private.
 //! The HOT tables' sizes here are defaults: the loader sets `max_entries` from the config.
 
 use aya_ebpf::{
@@ -40,9 +40,24 @@ pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COU
 pub(crate) static HOT_SMALL: Array<SmallSlot> =
     Array::with_max_entries(HOT_SMALL_SLOTS, BPF_F_MMAPABLE);
 
+/// The `flush_all` count (cache-abi `hot`): user space bumps it through its mapping.
+#[map]
+pub(crate) static HOT_GEN: Array<u32> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
 #[map]
 pub(crate) static HOT_LARGE: Array<LargeSlot> =
     Array::with_max_entries(HOT_LARGE_SLOTS, BPF_F_MMAPABLE);
 
 #[map]
 pub(crate) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The `epoch` a HOT slot must carry now to be served (cache-abi `hot::serving`), or `None` if
+/// `HOT_GEN` cannot be read (then nothing is served).
+#[inline(always)]
+pub(crate) fn serving(cfg: &XdpConfig) -> Option<u32> {
+    let p = HOT_GEN.get_ptr(0)?;
+    // SAFETY: `p` points at the map's one live element; user space changes it with atomic
+    // stores, and an aligned u32 load is never torn.
+    let flushes = unsafe { core::ptr::read_volatile(p) };
+    Some(cache_abi::serving(cfg.epoch, flushes))
+}

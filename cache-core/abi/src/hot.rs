@@ -45,8 +45,15 @@
 //! is outside the lock: XDP adds to it, user space reads and clears it to rank keys.
 //!
 //! A slot is served only if `state == SLOT_LIVE`, its tag, key length and key bytes equal the
-//! request's, `epoch` equals the config's epoch, and `expires_ns` (CLOCK_MONOTONIC, 0 = never) is
-//! in the future.
+//! request's, `epoch` equals [`serving`]`(config epoch, HOT_GEN)`, and `expires_ns`
+//! (CLOCK_MONOTONIC, 0 = never) is in the future.
+//!
+//! `HOT_GEN` is a third `BPF_F_MMAPABLE` array, one `u32`: the count of `flush_all`s, which user
+//! space bumps with one atomic add. A slot carries the serving value it was filled under, so a
+//! flush makes every older slot unservable at once, before anything is cleared; user space
+//! empties those slots later, at its leisure. Both parts only grow (the bucket-map epoch only
+//! moves forward), so the value XDP computes after a bump is larger than any value a slot filled
+//! before it carries (until 2^32 flushes wrap it).
 
 /// Longest key memcached accepts.
 pub const HOT_KEY_MAX: usize = 250;
@@ -78,7 +85,8 @@ pub struct HotSlot<const N: usize> {
     pub hits: u32,
     /// `(khash(key) >> 32) as u32`, a quick reject before the key compare.
     pub tag: u32,
-    /// Bucket-map epoch the slot was filled under; served only while it equals the config's.
+    /// [`serving`] when the slot was filled: the bucket-map epoch plus the flushes so far; served
+    /// only while it equals the value XDP computes from the config's epoch and `HOT_GEN`.
     pub epoch: u32,
     /// Expiry on CLOCK_MONOTONIC in nanoseconds; 0 = never.
     pub expires_ns: u64,
@@ -169,6 +177,12 @@ pub const fn hot_tag(hash: u64) -> u32 {
     (hash >> 32) as u32
 }
 
+/// The `epoch` a slot must carry to be served, from the bucket-map epoch and the `flush_all`
+/// count in `HOT_GEN` (see the module docs).
+pub const fn serving(epoch: u32, flushes: u32) -> u32 {
+    epoch.wrapping_add(flushes)
+}
+
 #[cfg(test)]
 mod tests {
     use core::mem::{align_of, offset_of, size_of};
@@ -206,6 +220,23 @@ mod tests {
         let h = 0x1234_5678_9abc_def0_u64;
         assert_eq!(hot_set(h, 0xff), 0xf0);
         assert_eq!(hot_tag(h), 0x1234_5678);
+    }
+
+    #[test]
+    fn serving_value() {
+        // (epoch, flushes, serving)
+        let cases = [
+            // No flush yet: the bucket-map epoch itself (what tests without HOT_GEN rely on).
+            (1, 0, 1),
+            // Each flush and each newer map moves it on.
+            (1, 1, 2),
+            (3, 1, 4),
+            // It wraps rather than overflows.
+            (u32::MAX, 2, 1),
+        ];
+        for (epoch, flushes, want) in cases {
+            assert_eq!(serving(epoch, flushes), want, "{epoch} + {flushes}");
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::config::{Config, XdpMode};
 
 /// The maps, as this binary expects them: name, key size, value size (and, for fixed-size
 /// maps, entries). An object that disagrees was built against another `cache-abi`.
-const MAPS: [(&str, usize, usize, Option<u32>); 7] = [
+const MAPS: [(&str, usize, usize, Option<u32>); 8] = [
     ("CONFIG", 4, size_of::<XdpConfig>(), Some(1)),
     ("LISTEN", 4, size_of::<Listen>(), Some(1)),
     (
@@ -39,6 +39,7 @@ const MAPS: [(&str, usize, usize, Option<u32>); 7] = [
     ("COUNTERS", 4, 8, Some(COUNTERS_LEN)),
     ("HOT_SMALL", 4, size_of::<SmallSlot>(), None),
     ("HOT_LARGE", 4, size_of::<LargeSlot>(), None),
+    ("HOT_GEN", 4, size_of::<u32>(), Some(1)),
 ];
 
 /// What the loader needs from the configuration.
@@ -268,7 +269,9 @@ fn map_tables(ebpf: &Ebpf, s: &Settings) -> Result<HotTables> {
     let small = regions
         .pop()
         .ok_or_else(|| anyhow!("HOT_SMALL not mapped"))?;
-    HotTables::over(small, s.small_slots, large, s.large_slots).map_err(anyhow::Error::msg)
+    let flushes = Region::map_fd(map_data(ebpf, "HOT_GEN")?.fd().as_fd(), size_of::<u32>())
+        .context("mapping HOT_GEN (is it BPF_F_MMAPABLE?)")?;
+    HotTables::over(small, s.small_slots, large, s.large_slots, flushes).map_err(anyhow::Error::msg)
 }
 
 fn write_config(ebpf: &mut Ebpf, c: &XdpConfig) -> Result<()> {

@@ -3,8 +3,10 @@
 //!
 //! - [`loader`]: the program, its maps and their pins; [`allow`]: the UDP source allowlist;
 //!   [`dest`]: the destination addresses XDP answers for (those the server listens on).
-//! - [`HotTables`] (`tables.rs`, over `table.rs`'s seqlock): the mmapped `HOT_SMALL`/`HOT_LARGE`.
-//! - [`promote`]: per-shard promotion (tracker, admission) and the once-a-second demotion scan.
+//! - [`HotTables`] (`tables.rs`, over `table.rs`'s seqlock): the mmapped `HOT_SMALL`/`HOT_LARGE`
+//!   and `HOT_GEN` (the flush count).
+//! - [`promote`]: per-shard promotion (tracker, admission) and the demotion scan, spread over
+//!   time (a pass a second, a slice per call: no event-loop stall).
 //! - [`counters`]: the per-CPU counters for `stats` and `kcache xdp-stats`; [`pass`]: the
 //!   `kcache xdp-pass` helper for the test bed's peer interface.
 //! - [`ordering`]: refuses `--xdp` on CPUs whose load ordering point 2 below does not cover.
@@ -44,12 +46,25 @@
 //!    item HOT, and then re-reads the item's CAS; if the item is gone or its CAS moved, it
 //!    invalidates at once. Since the owner's thread does all of this between two requests, no
 //!    write to K can interleave; the re-check guards the reasoning rather than a race.
-//! 4. *flush_all.* The shard taking the command bumps a flush counter and empties every slot
-//!    before any store applies the flush and before its `OK` ([`HotTables::flush`]). A shard
-//!    promotes only while the counter equals the flushes its own store has applied, and re-checks
-//!    the counter after writing a slot (a SeqCst fence on both sides: either it sees the bump
-//!    and undoes its write, or the clearing pass sees its slot). A delayed flush also holds all
-//!    promotions until its time, when the store starts treating older items as dead.
+//! 4. *flush_all.* XDP serves a slot only if its `epoch` equals `serving(config epoch,
+//!    HOT_GEN)` (`cache_abi::hot`), `HOT_GEN` being a mapped word that counts flushes. The
+//!    shard taking the command bumps it (one locked add, globally visible once it returns)
+//!    before any store applies the flush and before its `OK` ([`HotTables::flush`]); nothing is
+//!    cleared then. Every slot filled before carries `serving(e, f)`: `e` an epoch XDP's config
+//!    already had (the loader writes `CONFIG` before `HotTables::set_epoch`, and at start before
+//!    the program is attached), `f` a count read before the bump. Both parts only grow, so a
+//!    read of `HOT_GEN` after the bump computes a larger value and finds no such slot
+//!    servable. A get sent after the `OK` reads `HOT_GEN` after the bump; one that read it
+//!    before took effect before the flush was applied, as in step 2.
+//!    Promotions: a shard promotes only while `HOT_GEN` equals the flushes its own store has
+//!    applied, and its fill carries the count it read *before* reading the item, so a flush
+//!    that overtakes it leaves the slot unservable from the first instant; the re-check after
+//!    writing (a SeqCst fence) then gives the way back and unmarks the item. The shards' scans
+//!    empty flushed slots within a pass (about a second); a fill may take one at once as a dead
+//!    way. A delayed flush also holds all promotions until its time, when the store starts
+//!    treating older items as dead. A bucket-map change moves the serving value through its
+//!    epoch part (besides the `BUCKETS` check, `engine/reload.rs`). The value wraps after 2^32
+//!    flushes, which a slot would have to outlive without a visit from the scan.
 //! 5. *Expiry.* A slot carries the item's expiry on CLOCK_MONOTONIC, 10 ms early; items within a
 //!    second of expiring are not promoted.
 //!

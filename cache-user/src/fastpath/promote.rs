@@ -4,11 +4,13 @@
 //! when to ask. After every request a shard runs against its store, [`Promoter::after_request`]
 //! first drops the HOT copies the store reported changed (before the reply is queued: see the
 //! module docs of `fastpath`), then counts the request's get hits in the tracker and promotes
-//! the keys [`admit`] lets in. [`Promoter::tick`], about once a second, walks the slots holding
-//! this shard's keys: it takes XDP's hit counts and adds them to the tracker (so a key's
-//! estimate counts all its gets, in XDP or not, and a promotion must beat the victim on the same
-//! scale), refreshes the store's LRU for items XDP served (their gets never reached the store),
-//! and demotes slots expired, of an old epoch, or idle for [`IDLE_PERIODS`] periods.
+//! the keys [`admit`] lets in. [`Promoter::tick`] walks the slots holding this shard's keys, a
+//! slice at a time (`scan.rs`: a whole pass takes about a second, and no call stalls the event
+//! loop): it takes XDP's hit counts and adds them to the tracker (so a key's estimate counts all
+//! its gets, in XDP or not, and a promotion must beat the victim on the same scale), refreshes
+//! the store's LRU for items XDP served (their gets never reached the store), and demotes slots
+//! expired, unservable (old epoch, or filled before a `flush_all`), or idle for
+//! [`IDLE_PERIODS`] passes.
 //!
 //! Slots are not demoted quickly for want of hits: the tail of a hot set (under Zipf 0.99 over
 //! a million keys, the 70 000th key is fetched about once every five seconds at 200k gets/s)
@@ -18,7 +20,6 @@
 use std::sync::Arc;
 
 use cache_core::{
-    abi::SLOT_LIVE,
     bucket::khash,
     hot::{admit, encode, HotText, Tracker, TrackerConfig, Victim},
     store::{
@@ -27,9 +28,12 @@ use cache_core::{
     },
 };
 
+use self::scan::Pace;
 use super::{clock, Fill, HotTables, Owner};
 
-/// Periods (scans, about a second each) without a hit after which a slot is demoted.
+mod scan;
+
+/// Passes of the scan (about a second each) without a hit after which a slot is demoted.
 const IDLE_PERIODS: u8 = 30;
 /// Items with less life left than this (seconds) are not promoted.
 const MIN_TTL_SECS: u32 = 1;
@@ -48,13 +52,17 @@ pub(crate) struct Promoter {
     candidates: Vec<u8>,
     /// The key a write displaced.
     evicted: Vec<u8>,
-    /// `flush_all`s this shard's store has applied; promotions wait while the tables have seen
-    /// more (a flush on its way here), see the module docs of `fastpath`.
-    flushes_applied: u64,
-    /// Per slot (numbered by `HotTables::slot_at`): `seq` at the last scan, and idle periods.
+    /// `flush_all`s this shard's store has applied (wrapping, as `HOT_GEN`); promotions wait
+    /// while the tables have seen more (a flush on its way here), see the module docs of
+    /// `fastpath`.
+    flushes_applied: u32,
+    /// Per slot (numbered by `HotTables::slot_at`): `seq` at the last visit, and idle passes.
     seen: Vec<u32>,
     idle: Vec<u8>,
-    last_tick: u32,
+    /// The next slot the scan visits, the passes it has completed, and its pace.
+    cursor: u32,
+    passes: u64,
+    pace: Pace,
     /// Promotions made and slots demoted, for logs and tests.
     pub(crate) promoted: u64,
     pub(crate) demoted: u64,
@@ -73,7 +81,9 @@ impl Promoter {
             evicted: Vec::new(),
             seen: vec![0; n],
             idle: vec![0; n],
-            last_tick: 0,
+            cursor: 0,
+            passes: 0,
+            pace: Pace::new(clock::monotonic_ns()),
             promoted: 0,
             demoted: 0,
         }
@@ -130,11 +140,23 @@ impl Promoter {
         key: Key<'_>,
         now: u32,
     ) {
-        let t = Arc::clone(&self.tables);
-        let flushes = t.flush_count();
-        if t.quiet(now) || flushes != self.flushes_applied {
+        let flushes = self.tables.flush_count();
+        if self.tables.quiet(now) || flushes != self.flushes_applied {
             return;
         }
+        self.promote_as_of(store, key, now, flushes);
+    }
+
+    /// The rest of [`Promoter::promote`], `flushes` being `HOT_GEN` as read before the item was
+    /// (a flush may have overtaken it since: tests pass such a token).
+    fn promote_as_of<B: AsRef<[u8]> + AsMut<[u8]>>(
+        &mut self,
+        store: &mut Store<B>,
+        key: Key<'_>,
+        now: u32,
+        flushes: u32,
+    ) {
+        let t = Arc::clone(&self.tables);
         let Some(id) = store.peek(key, now) else {
             return;
         };
@@ -161,6 +183,7 @@ impl Promoter {
             flags: h.flags,
             version: h.cas,
             expires_ns,
+            flushes,
         };
         let tracker = &self.tracker;
         let written = t.write_scored(
@@ -181,7 +204,8 @@ impl Promoter {
             store.unmark_hot(Key::new(&self.evicted), now);
         }
         // The item is this shard's and nothing else ran on this thread since it was read, but
-        // check anyway, and check for a flush another shard began meanwhile.
+        // check anyway. A flush another shard began meanwhile left the slot unservable (it
+        // carries `flushes`); give its way back and let the item be promoted again later.
         let current = store.peek(key, now).map(|id| store.view(id).header.cas);
         if current != Some(h.cas) || t.flushed_since(flushes) {
             t.invalidate(key.bytes, key.hash);
@@ -189,52 +213,6 @@ impl Promoter {
             return;
         }
         self.promoted += 1;
-    }
-
-    /// The once-a-second scan of this shard's slots (a no-op if `now` has not moved on).
-    pub(crate) fn tick<B: AsRef<[u8]> + AsMut<[u8]>>(&mut self, store: &mut Store<B>, now: u32) {
-        if now == self.last_tick {
-            return;
-        }
-        self.last_tick = now;
-        let t = Arc::clone(&self.tables);
-        let now_ns = clock::monotonic_ns();
-        let epoch = t.epoch();
-        for n in 0..t.total_slots() {
-            let r = t.slot_at(n);
-            let (state, tag) = t.glance(r);
-            if state != SLOT_LIVE || !self.owner.owns_tag(tag) {
-                continue;
-            }
-            let Some(s) = t.read(r) else { continue };
-            if s.state != SLOT_LIVE || !self.owner.owns_tag(s.tag) {
-                continue;
-            }
-            let n = n as usize;
-            if s.seq != self.seen[n] {
-                // Refilled since the last scan: a fresh start.
-                self.seen[n] = s.seq;
-                self.idle[n] = 0;
-            }
-            let hits = t.take_hits(r);
-            let key = Key::new(s.key());
-            if hits > 0 {
-                self.tracker.add(key.hash, hits);
-            }
-            let dead = s.epoch != epoch || (s.expires_ns != 0 && s.expires_ns <= now_ns);
-            if hits > 0 && !dead {
-                self.idle[n] = 0;
-                store.hot_served(key, now);
-                continue;
-            }
-            self.idle[n] = self.idle[n].saturating_add(1);
-            if (dead || self.idle[n] >= IDLE_PERIODS) && t.demote(r, &s) {
-                store.unmark_hot(key, now);
-                self.demoted += 1;
-            }
-        }
-        // `hot_served` may have found an item expired and removed it.
-        self.invalidate(store);
     }
 }
 

@@ -1,10 +1,15 @@
 //! [`HotTables`]: both HOT tables, shared by every shard thread, and the operations the
-//! coherence and promotion code needs (fill, invalidate, clear, scan).
+//! coherence and promotion code needs (fill, invalidate, flush, scan).
+//!
+//! A flush clears nothing: it bumps `HOT_GEN`, the flush count XDP adds to the bucket-map epoch
+//! to get the `epoch` a slot must carry to be served (`cache_abi::serving`). Every slot filled
+//! before the bump is unservable from that instant; the shards' scans empty them later
+//! (`promote.rs`), and a fill may take such a way at once as a dead one.
 
-use std::sync::atomic::{fence, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicI64, AtomicU32, Ordering};
 
 use cache_core::{
-    abi::{hot_tag, LARGE_TEXT, SLOT_LIVE, SMALL_TEXT},
+    abi::{hot_tag, serving, LARGE_TEXT, SLOT_LIVE, SMALL_TEXT},
     bucket::khash,
     hot::HotText,
 };
@@ -45,6 +50,9 @@ pub(crate) struct Fill<'a> {
     pub(crate) version: u64,
     /// CLOCK_MONOTONIC ns after which XDP must not serve it; 0 = never (see `clock`).
     pub(crate) expires_ns: u64,
+    /// [`HotTables::flush_count`] taken before the item was read: the slot is servable only
+    /// while no flush has come since.
+    pub(crate) flushes: u32,
 }
 
 /// A slot: `large` picks `HOT_LARGE`, `index` the slot in it.
@@ -65,17 +73,18 @@ pub(crate) struct Entry {
     pub(crate) epoch: u32,
 }
 
-/// `HOT_SMALL` and `HOT_LARGE`, mapped, plus the state every writer shares.
+/// `HOT_SMALL`, `HOT_LARGE` and `HOT_GEN`, mapped, plus the state every writer shares.
 #[derive(Debug)]
 pub(crate) struct HotTables {
     small: Table<SMALL_TEXT>,
     large: Table<LARGE_TEXT>,
-    /// Live slots (filled minus emptied), for `stats`.
+    /// `HOT_GEN`'s one `u32`: the `flush_all`s so far (see the module docs).
+    flushes: Region,
+    /// `LIVE` slots (filled minus emptied), for `stats`; slots a flush made unservable count
+    /// until a scan empties them.
     live: AtomicI64,
     /// The bucket-map epoch slots are filled under (`XdpConfig::epoch`).
     epoch: AtomicU32,
-    /// Bumped by every `flush`; a promotion re-checks it after writing (see the module docs).
-    flushes: AtomicU64,
     /// Unix seconds before which nothing is promoted (a delayed `flush_all` pending).
     quiet_until: AtomicU32,
 }
@@ -87,24 +96,37 @@ impl HotTables {
         use cache_core::abi::{LargeSlot, SmallSlot};
         let small = Region::anon(small_slots as usize * std::mem::size_of::<SmallSlot>())?;
         let large = Region::anon(large_slots as usize * std::mem::size_of::<LargeSlot>())?;
-        Self::over(small, small_slots, large, large_slots).map_err(std::io::Error::other)
+        let flushes = Region::anon(std::mem::size_of::<u32>())?;
+        Self::over(small, small_slots, large, large_slots, flushes).map_err(std::io::Error::other)
     }
 
-    /// Tables over two mappings of at least `slots` slots each.
+    /// Tables over two mappings of at least `slots` slots each, and `HOT_GEN`'s mapping.
     pub(crate) fn over(
         small: Region,
         small_slots: u32,
         large: Region,
         large_slots: u32,
+        flushes: Region,
     ) -> Result<HotTables, String> {
+        if flushes.len() < std::mem::size_of::<u32>() {
+            return Err(format!("HOT_GEN: {} bytes mapped", flushes.len()));
+        }
         Ok(HotTables {
             small: Table::new(small, small_slots).map_err(|e| format!("HOT_SMALL: {e}"))?,
             large: Table::new(large, large_slots).map_err(|e| format!("HOT_LARGE: {e}"))?,
+            flushes,
             live: AtomicI64::new(0),
             epoch: AtomicU32::new(1),
-            flushes: AtomicU64::new(0),
             quiet_until: AtomicU32::new(0),
         })
+    }
+
+    /// `HOT_GEN[0]`.
+    fn flushes(&self) -> &AtomicU32 {
+        // SAFETY: the mapping is page-aligned and at least 4 bytes (`over` checked), lives as
+        // long as `self`, and every access to the word is atomic: here, in other shard threads
+        // through this type, and in XDP (one aligned 32-bit load).
+        unsafe { AtomicU32::from_ptr(self.flushes.base().cast::<u32>()) }
     }
 
     /// `XdpConfig::small_mask` and `large_mask`.
@@ -117,17 +139,24 @@ impl HotTables {
         self.live.load(Ordering::Relaxed).max(0) as u64
     }
 
-    pub(crate) fn epoch(&self) -> u32 {
+    fn epoch(&self) -> u32 {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// New fills carry `epoch`; the loader writes the same into `CONFIG`.
+    /// New fills carry `epoch`; the loader writes the same into `CONFIG` first.
     pub(crate) fn set_epoch(&self, epoch: u32) {
         self.epoch.store(epoch, Ordering::Release);
     }
 
-    /// Copies an item into the table its text fits, in its set: over a way already holding
-    /// the key, else a free way, else a way of `owner`'s with an expired or old-epoch copy,
+    /// The `epoch` a slot must carry to be served now: what XDP computes from `CONFIG` and
+    /// `HOT_GEN` (once the loader has written `CONFIG`'s epoch, which it does first).
+    pub(crate) fn serving(&self) -> u32 {
+        serving(self.epoch(), self.flush_count())
+    }
+
+    /// Copies an item into the table its text fits, in its set, carrying `serving(epoch,
+    /// f.flushes)`: over a way already holding the key, else a free way, else a way of
+    /// `owner`'s with an expired or unservable (old epoch, flushed) copy,
     /// else the way of `owner`'s with the fewest hits if `admit(victim_hash, victim_hits)`
     /// says so. Returns whether the item was written; the key it displaced (if any) is left in
     /// `evicted` (cleared first), so the caller can unmark it in its store. False also when a
@@ -163,7 +192,7 @@ impl HotTables {
             invalidate_in(&self.small, f.key, f.hash, &self.live);
         }
         let tag = hot_tag(f.hash);
-        let epoch = self.epoch();
+        let epoch = serving(self.epoch(), f.flushes);
         let text = f.text.text();
         let data = SlotData {
             state: SLOT_LIVE,
@@ -199,6 +228,7 @@ impl HotTables {
         A: FnOnce(u64, u32) -> bool,
     {
         let now_ns = clock::monotonic_ns();
+        let current = self.serving();
         let (mut same, mut free, mut dead) = (None, None, None);
         // (way, its snapshot, its hits, its score)
         let mut victim: Option<(u32, Snap, u32, u32)> = None;
@@ -213,7 +243,7 @@ impl HotTables {
                 free = free.or(Some((i, s)));
             } else if !owner.owns_tag(s.tag) {
                 continue;
-            } else if s.epoch != data.epoch || (s.expires_ns != 0 && s.expires_ns <= now_ns) {
+            } else if s.epoch != current || (s.expires_ns != 0 && s.expires_ns <= now_ns) {
                 dead = dead.or(Some((i, s)));
             } else {
                 let h = t.hits(i).load(Ordering::Relaxed);
@@ -251,33 +281,27 @@ impl HotTables {
         invalidate_in(&self.large, key, hash, &self.live);
     }
 
-    /// Empties every slot.
-    pub(crate) fn clear_all(&self) {
-        clear_in(&self.small, &self.live);
-        clear_in(&self.large, &self.live);
-    }
-
-    /// `flush_all`: from now on a promotion that started earlier undoes itself, nothing is
-    /// promoted before `quiet_until` (Unix seconds; the flush time of a delayed flush), and
-    /// every slot is emptied.
+    /// `flush_all`, in O(1): nothing is promoted before `quiet_until` (Unix seconds; the flush
+    /// time of a delayed flush), and once this returns, no slot filled before is servable, by
+    /// XDP (its next read of `HOT_GEN` sees the bump: a locked add is globally visible when it
+    /// completes) or by a promotion that started earlier (it carries the old count). The slots
+    /// stay as they are until the shards' scans empty them.
     pub(crate) fn flush(&self, quiet_until: u32) {
         self.quiet_until.fetch_max(quiet_until, Ordering::SeqCst);
-        self.flushes.fetch_add(1, Ordering::SeqCst);
-        // Pairs with the fence in `flushed_since`: either the promoter sees the new count, or
-        // the clear below sees its slot.
-        fence(Ordering::SeqCst);
-        self.clear_all();
+        self.flushes().fetch_add(1, Ordering::SeqCst);
     }
 
-    /// A token to pass to [`HotTables::flushed_since`], taken before a promotion reads its item.
-    pub(crate) fn flush_count(&self) -> u64 {
-        self.flushes.load(Ordering::SeqCst)
+    /// `HOT_GEN`: the token a promotion takes before it reads its item ([`Fill::flushes`],
+    /// [`HotTables::flushed_since`]).
+    pub(crate) fn flush_count(&self) -> u32 {
+        self.flushes().load(Ordering::SeqCst)
     }
 
-    /// Whether a flush began since `count` was taken; call after writing a slot.
-    pub(crate) fn flushed_since(&self, count: u64) -> bool {
+    /// Whether a flush began since `count` was taken; a promotion asks after writing its slot,
+    /// to give the way back (the slot is unservable anyway: it carries `count`).
+    pub(crate) fn flushed_since(&self, count: u32) -> bool {
         fence(Ordering::SeqCst);
-        self.flushes.load(Ordering::SeqCst) != count
+        self.flush_count() != count
     }
 
     /// Whether promotions wait for a delayed flush at `now` (Unix seconds).
@@ -377,14 +401,6 @@ fn invalidate_in<const N: usize>(t: &Table<N>, key: &[u8], hash: u64, live: &Ato
             continue;
         }
         empty_matching(t, i, live, |s| s.tag == tag && s.key() == key);
-    }
-}
-
-fn clear_in<const N: usize>(t: &Table<N>, live: &AtomicI64) {
-    for i in 0..t.slots() {
-        if t.glance(i).0 == SLOT_LIVE {
-            empty_matching(t, i, live, |_| true);
-        }
     }
 }
 

@@ -1,4 +1,4 @@
-use cache_core::hot::encode;
+use cache_core::{abi::serving, hot::encode};
 
 use super::*;
 
@@ -27,6 +27,7 @@ fn put(t: &HotTables, key: &[u8], h: u64, value: &[u8], owner: Owner) -> (bool, 
         flags: 0,
         version: 1,
         expires_ns: 0,
+        flushes: t.flush_count(),
     };
     let mut evicted = Vec::new();
     let ok = t.write(&f, owner, |_, _| true, &mut evicted);
@@ -104,6 +105,7 @@ fn choose_way() {
         flags: 0,
         version: 1,
         expires_ns: 0,
+        flushes: t.flush_count(),
     };
     let mut ev = Vec::new();
     let mut asked = None;
@@ -149,6 +151,7 @@ fn choose_way() {
         flags: 0,
         version: 2,
         expires_ns: 1,
+        flushes: t.flush_count(),
     };
     assert!(t.write(&expired, me, |_, _| panic!("asked"), &mut ev));
     assert!(ev.is_empty(), "same key: nothing displaced");
@@ -175,21 +178,97 @@ fn a_held_way_is_skipped() {
     t.small.release(12, v);
 }
 
+/// Whether XDP would serve `key`, by its rule: a live copy whose `epoch` is the serving value
+/// it computes from the config's epoch (`epoch` here) and `HOT_GEN` (the word `flush` bumps).
+fn servable(t: &HotTables, epoch: u32, key: &[u8], h: u64) -> bool {
+    let mut buf = Vec::new();
+    let e = t.find(key, h, &mut buf);
+    e.is_some_and(|e| e.epoch == serving(epoch, t.flush_count()))
+}
+
 #[test]
-fn flush_clears_and_quiets() {
+fn flush_makes_every_slot_unservable_at_once() {
     let t = tables();
-    for i in 0..6u32 {
-        assert!(put(&t, format!("k{i}").as_bytes(), hash(i % 4, 0, i), b"v", ALL).0);
+    let keys: Vec<(String, u64)> = (0..6u32)
+        .map(|i| (format!("k{i}"), hash(i % 4, 0, i)))
+        .collect();
+    for (k, h) in &keys {
+        assert!(put(&t, k.as_bytes(), *h, b"v", ALL).0);
     }
-    assert_eq!(t.live_slots(), 6);
+    assert!(keys.iter().all(|(k, h)| servable(&t, 1, k.as_bytes(), *h)));
     let before = t.flush_count();
     assert!(!t.flushed_since(before));
     t.flush(1000);
     assert!(t.flushed_since(before));
-    assert_eq!(t.live_slots(), 0);
-    assert!(t.quiet(999) && !t.quiet(1000));
+    // No slot was touched: all six are still there, live, and none is servable.
+    assert_eq!(t.live_slots(), 6);
     let mut buf = Vec::new();
-    assert!(t.find(b"k0", hash(0, 0, 0), &mut buf).is_none());
+    assert!(keys
+        .iter()
+        .all(|(k, h)| t.find(k.as_bytes(), *h, &mut buf).is_some()));
+    assert!(keys.iter().all(|(k, h)| !servable(&t, 1, k.as_bytes(), *h)));
+    // A delayed flush holds promotions until its time.
+    assert!(t.quiet(999) && !t.quiet(1000));
+    // A fill after the flush is servable, over the flushed copy of its key.
+    assert!(put(&t, b"k0", keys[0].1, b"w", ALL).0);
+    assert!(servable(&t, 1, b"k0", keys[0].1));
+    assert_eq!(t.live_slots(), 6);
+    // Once XDP's config moves to a newer bucket map, the same holds for the epoch's part.
+    t.set_epoch(2);
+    assert!(!servable(&t, 2, b"k0", keys[0].1));
+    assert!(put(&t, b"k0", keys[0].1, b"x", ALL).0);
+    assert!(servable(&t, 2, b"k0", keys[0].1));
+}
+
+#[test]
+fn flushed_ways_are_free_to_take() {
+    let t = tables();
+    // Fill set 2 with this shard's keys, then flush.
+    for (k, salt) in [(b"a", 0), (b"b", 1), (b"c", 2), (b"d", 3)] {
+        assert!(put(&t, k, hash(2, 0, salt), b"v", ALL).0);
+    }
+    t.flush(0);
+    // A new key takes a flushed way as a dead one: no victim to weigh, the old key displaced.
+    let txt = text(b"e", b"v", 1);
+    let f = Fill {
+        key: b"e",
+        hash: hash(2, 0, 9),
+        text: &txt,
+        flags: 0,
+        version: 1,
+        expires_ns: 0,
+        flushes: t.flush_count(),
+    };
+    let mut ev = Vec::new();
+    assert!(t.write(&f, ALL, |_, _| panic!("asked to admit"), &mut ev));
+    assert_eq!(ev, b"a");
+    assert!(servable(&t, 1, b"e", hash(2, 0, 9)));
+}
+
+#[test]
+fn a_fill_a_flush_overtook_is_never_servable() {
+    let t = tables();
+    let h = hash(1, 0, 0);
+    // A promotion takes its token and reads its item; a flush comes; then it writes the slot.
+    let token = t.flush_count();
+    t.flush(0);
+    let txt = text(b"k", b"old", 1);
+    let f = Fill {
+        key: b"k",
+        hash: h,
+        text: &txt,
+        flags: 0,
+        version: 1,
+        expires_ns: 0,
+        flushes: token,
+    };
+    let mut ev = Vec::new();
+    assert!(t.write(&f, ALL, |_, _| true, &mut ev));
+    // Written, yet unservable from the first instant; the promoter's check sees the flush.
+    let mut buf = Vec::new();
+    assert!(t.find(b"k", h, &mut buf).is_some());
+    assert!(!servable(&t, 1, b"k", h));
+    assert!(t.flushed_since(token));
 }
 
 #[test]
