@@ -11,7 +11,10 @@
 //!    answered in XDP climbs for ~4 s after the keys are set, then holds);
 //! 2. **measured**: `--no-populate --warmup 0` and another seed (a replay of the priming
 //!    sequence would find exactly the keys just promoted), so the server's counters read before
-//!    and after the client process bracket just the measured window.
+//!    and after the client process bracket just the measured window (`stats reset` just before
+//!    it, so kcache's `event_loop_max_us` is the longest event-loop turn in it);
+//! 3. **flush**: `stats reset`, `flush_all` of the tables the load filled, and
+//!    `event_loop_max_us` again: the longest turn over a flush.
 //!
 //! The client reports the server process's CPU time and the machine's busy time (from
 //! /proc/stat) over that window. XDP runs in the softirq of the CPU that sent the packet (on a
@@ -20,7 +23,7 @@
 //! and ops per machine CPU-second is the fair figure; `softirq_s` shows what /proc/stat's softirq
 //! column saw.
 
-use std::{fs, path::Path, process::Command, time::Duration};
+use std::{fs, path::Path, process::Command, thread, time::Duration};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -192,11 +195,17 @@ fn run_one(
     let json = out.join(format!("xdp-run-{tag}.json"));
     let mut cmd = client(a, kcache, &server, a.duration, 1 + repeat);
     cmd.args(["--no-populate", "--json"]).arg(&json);
+    // `event_loop_max_us` (kcache) then covers just the measured window.
+    server.say(&[("stats reset", "RESET")])?;
     let before = server.stats()?;
     let softirq0 = machine::softirq_ticks()?;
     step::run(&format!("{label}: measure"), &mut cmd)?;
     let softirq1 = machine::softirq_ticks()?;
     let after = server.stats()?;
+    // The longest loop turn over a `flush_all` of tables full from the load.
+    server.say(&[("stats reset", "RESET"), ("flush_all", "OK")])?;
+    thread::sleep(Duration::from_millis(200));
+    let flushed = server.stats()?;
     drop(server);
 
     let text = fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?;
@@ -212,6 +221,13 @@ fn run_one(
     }
     if let Some(&slots) = after.get("xdp_hot_slots") {
         delta.insert("xdp_hot_slots".into(), slots.into());
+    }
+    if let (Some(&load), Some(&flush)) = (
+        after.get("event_loop_max_us"),
+        flushed.get("event_loop_max_us"),
+    ) {
+        delta.insert("event_loop_max_us".into(), load.into());
+        delta.insert("flush_loop_max_us".into(), flush.into());
     }
     let stats_delta = Value::Object(delta);
     let softirq_s = softirq1.saturating_sub(softirq0) as f64 / 100.0;

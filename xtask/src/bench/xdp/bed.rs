@@ -103,6 +103,44 @@ impl BedServer {
         }
     }
 
+    /// Sends `lines` (each a request answered by one line, such as `stats reset` → `RESET`) over
+    /// one TCP connection from the server's namespace, through bash's `/dev/tcp`, and checks
+    /// each answer.
+    pub(super) fn say(&self, lines: &[(&str, &str)]) -> Result<()> {
+        let mut script = format!(
+            "exec 3<>/dev/tcp/{}/{} || exit 1\n",
+            testbed::SERVER.ipv4,
+            self.port
+        );
+        for (req, want) in lines {
+            script.push_str(&format!(
+                "printf '%s\\r\\n' '{req}' >&3; IFS= read -r -t 5 l <&3 || exit 2; \
+                 [ \"$l\" = $'{want}\\r' ] || {{ echo \"{req}: $l\" >&2; exit 3; }}\n"
+            ));
+        }
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                testbed::SERVER.netns,
+                "bash",
+                "-c",
+                &script,
+            ])
+            .output()
+            .context("running bash in the server namespace")?;
+        ensure!(
+            out.status.success(),
+            "{} on {}:{} exited with {}: {}",
+            self.name,
+            testbed::SERVER.ipv4,
+            self.port,
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(())
+    }
+
     /// The numeric `stats` counters, by name.
     pub(super) fn stats(&self) -> Result<BTreeMap<String, u64>> {
         let server = format!("--servers={}:{}", testbed::SERVER.ipv4, self.port);

@@ -48,6 +48,10 @@ pub(super) fn figures(report: &Value, delta: &Value, softirq_s: f64) -> Figures 
         put("xdp_share", sent.filter(|&s| s > 0.0).map(|s| in_xdp / s));
         put("xdp_hot_slots", Some(stat("xdp_hot_slots")));
     }
+    if delta.get("event_loop_max_us").is_some() {
+        put("event_loop_max_us", Some(stat("event_loop_max_us")));
+        put("flush_loop_max_us", Some(stat("flush_loop_max_us")));
+    }
     f
 }
 
@@ -145,7 +149,11 @@ pub(super) fn markdown(facts: &Facts<'_>, runs: &Value, costs: &Costs) -> String
          mostly the client, so the server's CPU alone flatters kcache+xdp: ops per machine \
          CPU-second (all CPUs' busy time from /proc/stat over the window) is the fair \
          comparison. \"softirq s\" is what /proc/stat's softirq column recorded: ticks that \
-         landed in softirq, which also count in the interrupted task's time.\n",
+         landed in softirq, which also count in the interrupted task's time.\n\
+         - **Loop turns** (kcache): `event_loop_max_us`, the longest event-loop turn (wake-up to \
+         the next wait) of any shard over the measured window (`stats reset` just before it); \
+         then `stats reset`, a `flush_all` of the tables the load filled, and the longest turn \
+         over it.\n",
         facts.date,
         facts.commit,
         facts.duration_s,
@@ -171,8 +179,8 @@ pub(super) fn markdown(facts: &Facts<'_>, runs: &Value, costs: &Costs) -> String
     md.push_str(
         "| server | runs | ops/s | × memcached | p50 µs | p99 µs | p99.9 µs | UDP lost | \
          server CPU s | machine busy CPU s | softirq s | ops per server CPU-s | ops per machine \
-         CPU-s | × memcached per machine CPU-s | gets answered in XDP | XDP hot slots |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         CPU-s | × memcached per machine CPU-s | gets answered in XDP | XDP hot slots | longest loop turn µs | over a flush_all µs |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for s in &servers {
         let n = series(runs, s, "ops_per_sec").len();
@@ -184,7 +192,8 @@ pub(super) fn markdown(facts: &Facts<'_>, runs: &Value, costs: &Costs) -> String
         let share = med(s, "xdp_share").map(|v| format!("{:.1}%", v * 100.0));
         let _ = writeln!(
             md,
-            "| {s} | {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {s} | {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} \
+             | {} |",
             cell(med(s, "ops_per_sec"), 0),
             times(ratio("ops_per_sec")),
             cell(med(s, "p50_us"), 1),
@@ -199,6 +208,8 @@ pub(super) fn markdown(facts: &Facts<'_>, runs: &Value, costs: &Costs) -> String
             times(ratio("ops_per_machine_cpu_s")),
             share.unwrap_or_else(|| "-".into()),
             cell(med(s, "xdp_hot_slots"), 0),
+            cell(med(s, "event_loop_max_us"), 0),
+            cell(med(s, "flush_loop_max_us"), 0),
         );
     }
     md.push_str("\n### The issue's targets\n\n");
