@@ -6,9 +6,9 @@
 //! a slot's hits are taken once a pass, its idle count moves once a pass, and a dead slot
 //! (expired, of an old epoch, or filled before a `flush_all`) is emptied within a pass.
 //!
-//! Under XDP load a shard's loop is mostly asleep (its gets never reach it), so the engine wakes
-//! it at least every [`Promoter::TICK`]; when requests keep it busy, `tick` runs every loop
-//! turn and each call visits a handful of slots.
+//! Under XDP load a shard's loop is mostly asleep (its gets never reach it), so the engine's
+//! tick calls this every [`Promoter::TICK`] (`engine/tick.rs`), each call visiting about a
+//! thousand slots of the default tables.
 
 use std::{sync::Arc, time::Duration};
 
