@@ -172,6 +172,7 @@ impl Line {
                 input: Pool::new(16 << 20),
                 id: 0,
                 shards: 1,
+                place: cache_core::pipeline::Place::Shards,
             },
             session: Session::new(),
             outgoing: Vec::new(),

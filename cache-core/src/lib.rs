@@ -13,6 +13,7 @@
 //! - [`abi`]: `no_std` layouts shared with the XDP program (re-export of `cache-abi`).
 //! - [`exec`]: runs a parsed request against a store and encodes the reply.
 //! - [`hot`]: reply texts and checksums for the XDP HOT table, and which keys earn a slot.
+//! - [`ketama`]: twemproxy/libmemcached consistent hashing and key hashes, for the router.
 //! - [`pipeline`]: a connection's requests from bytes to ordered replies, across shards, within a
 //!   memory budget — the one path the engine and every test drive.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub use cache_abi as abi;
 pub mod bucket;
 pub mod exec;
 pub mod hot;
+pub mod ketama;
 pub mod lease;
 pub mod pipeline;
 pub mod protocol;

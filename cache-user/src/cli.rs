@@ -23,6 +23,9 @@ pub(crate) enum Command {
     /// Run the cache server: memcached's text and meta protocol over TCP, and UDP with -U.
     #[command(after_help = SERVE_AFTER_HELP)]
     Serve(ServeArgs),
+    /// Run the router: memcached clients in, each key sent to its server by pools and routes
+    /// (ketama as twemproxy, or the bucket map), multigets split and merged in order.
+    Route(crate::cluster::route::RouteArgs),
     /// Print each key's vbucket and hash; with --map, the owners from a bucket map file.
     Bucket {
         /// Bucket map in text form (`epoch N`, then `node <id> <ranges>` lines).

@@ -16,6 +16,7 @@ mod arena;
 mod bench;
 mod bucket;
 mod cli;
+mod cluster;
 mod config;
 mod engine;
 mod fastpath;
@@ -45,6 +46,15 @@ fn main() -> Result<()> {
                 "kcache starting"
             );
             engine::serve(cfg)
+        }
+        Command::Route(args) => {
+            if args.example {
+                print!("{}", cluster::route::config::EXAMPLE);
+                return Ok(());
+            }
+            let cfg = cluster::route::load(&args)?;
+            init_logs(&cfg.log)?;
+            cluster::route::run(&cfg)
         }
         Command::Bucket { map, keys } => {
             bucket::run(&mut std::io::stdout().lock(), map.as_deref(), &keys)

@@ -170,6 +170,42 @@ impl Server {
         Err(last_error.unwrap_or_else(|| anyhow!("no attempt made")))
     }
 
+    /// Starts `kcache route --config <config> -t <threads>` on a free port and waits until it
+    /// listens (a router's `Target` is kcache's).
+    pub fn start_router(config: &Path, threads: u32) -> Result<Server> {
+        let program = kcache::bin()?;
+        let mut last_error = None;
+        for _ in 0..3 {
+            let port = free_port()?;
+            let mut cmd = Command::new(&program);
+            cmd.arg("route").arg("--config").arg(config).args([
+                "-p",
+                &port.to_string(),
+                "-t",
+                &threads.to_string(),
+            ]);
+            let mut server = spawn(Target::Kcache, cmd, port, false)?;
+            match server.wait_ready() {
+                Ok(()) => return Ok(server),
+                Err(e) if server.log().to_ascii_lowercase().contains("in use") => {
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow!("no attempt made")))
+    }
+
+    /// Starts `program args` (which must listen on TCP `port` of 127.0.0.1) and waits until it
+    /// does: for servers the tests run beside kcache, such as nutcracker.
+    pub fn start_program(program: &Path, args: &[String], port: u16) -> Result<Server> {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        let mut server = spawn(Target::Memcached, cmd, port, false)?;
+        server.wait_ready()?;
+        Ok(server)
+    }
+
     pub fn target(&self) -> Target {
         self.target
     }

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 
 /// How to get every tool the suite uses (Debian names; `cargo xtask test` runs this for you).
 pub const INSTALL_HINT: &str = "install with `apt-get install -y memcached libmemcached-tools \
-                                python3-pymemcache`, or run `cargo xtask test`, which does it";
+                                python3-pymemcache nutcracker`, or run `cargo xtask test`, which does it";
 
 /// The environment variable naming a python interpreter with pymemcache, if the default ones
 /// lack it.

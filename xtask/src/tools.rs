@@ -39,12 +39,14 @@ pub(crate) struct AptTool {
 }
 
 /// Packages for `tests/` and `bench`: memcached 1.6 (the reference server), libmemcached-tools
-/// (`memccapable`, `memcaslap`) and pymemcache for the system python.
-pub(crate) const SERVER_TOOLS: [AptTool; 4] = [
+/// (`memccapable`, `memcaslap`), pymemcache for the system python, and nutcracker (twemproxy
+/// 0.5, the router `kcache route` is placed and measured against).
+pub(crate) const SERVER_TOOLS: [AptTool; 5] = [
     apt("memcached", Provides::Binary("memcached")),
     apt("libmemcached-tools", Provides::Binary("memccapable")),
     apt("libmemcached-tools", Provides::Binary("memcaslap")),
     apt("python3-pymemcache", Provides::PythonModule("pymemcache")),
+    apt("nutcracker", Provides::Binary("nutcracker")),
 ];
 
 /// Packages for the XDP test bed and for looking at XDP programs: `ip` (namespaces, veth, which

@@ -14,6 +14,8 @@
 //! - [`Worker`]: the only way to change a store; every entry point ends with the
 //!   [`Coherence`] hook, so HOT copies a request changed are gone before its reply can leave.
 //! - [`Remote`]/[`Answer`]: what shards ask each other, parsed and owned (no text parsed twice).
+//! - [`Place`]: where keys live — this node's shards, or (on a router) its destinations, which
+//!   the host reaches over backend connections with the same `Remote`/`Answer` exchange.
 //!
 //! The engine in `cache-user` drives this with io_uring and threads; the model test, the fuzz
 //! targets and the conformance replay drive the same code in memory, with as many shards as
@@ -22,6 +24,7 @@
 pub mod budget;
 mod hazard;
 mod multi;
+pub mod place;
 mod queue;
 pub mod remote;
 pub mod route;
@@ -30,6 +33,7 @@ pub mod sim;
 pub mod worker;
 
 pub use budget::{Limits, Pool};
+pub use place::{Place, Placer};
 pub use remote::{Answer, GetKind, KeyList, Part, Remote};
 pub use session::{Core, Cx, Fed, Outgoing, Session, Ticket};
 pub use worker::{Coherence, Ran, Read, Worker};

@@ -192,6 +192,10 @@ impl Multi {
                 over,
             } => {
                 env.settle(grant, bytes.len().min(grant));
+                // A backend's answer (on a router) is not held to the grant: count it all.
+                if bytes.len() > grant {
+                    env.force(bytes.len() - grant);
+                }
                 debug_assert_eq!(next, s.answered() + ends.len() as u32);
                 s.from = s.answered();
                 s.bytes = bytes;
@@ -210,7 +214,7 @@ impl Multi {
         B: AsRef<[u8]> + AsMut<[u8]>,
         H: Coherence<B>,
     {
-        let me = env.cx.core.id;
+        let me = env.cx.core.here();
         while self.next < self.list.len() {
             let i = self.next;
             let shard = self.list.shard(i);

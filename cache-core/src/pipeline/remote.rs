@@ -26,9 +26,9 @@ pub struct KeyList {
 }
 
 impl KeyList {
-    /// The keys of `keys` (at most `skip` of them already answered are left out), hashed and
-    /// placed on `shards` shards.
-    pub fn new(keys: &Keys<'_>, skip: usize, shards: usize) -> KeyList {
+    /// The keys of `keys` (the first `skip`, already answered, left out), hashed and each
+    /// given its place by `place(key, hash)` (a shard, or a router's destination).
+    pub fn new(keys: &Keys<'_>, skip: usize, place: &dyn Fn(&[u8], u64) -> usize) -> KeyList {
         let mut text = Vec::with_capacity(keys.text().len());
         let mut spans = Vec::new();
         let mut hashes = Vec::new();
@@ -38,7 +38,7 @@ impl KeyList {
             text.extend_from_slice(k);
             let h = crate::bucket::khash(k);
             hashes.push(h);
-            owners.push(super::route::shard_of_hash(h, shards) as u16);
+            owners.push(place(k, h) as u16);
         }
         KeyList {
             text: text.into_boxed_slice(),

@@ -53,7 +53,13 @@ pub fn route(req: &Request<'_>) -> Route {
 /// base64 for meta `b`); `None` for requests without exactly one key.
 pub fn key_hash(req: &Request<'_>) -> Option<u64> {
     let mut scratch = [0u8; 256];
-    let key: &[u8] = match req {
+    one_key(req, &mut scratch).map(khash)
+}
+
+/// The one key a single-key request names, as the store sees it (decoded from base64 for meta
+/// `b`, into `scratch`); `None` for requests without exactly one key.
+pub fn one_key<'a>(req: &'a Request<'_>, scratch: &'a mut [u8; 256]) -> Option<&'a [u8]> {
+    Some(match req {
         Request::Store(s) => s.key,
         Request::Arith(a) => a.key,
         Request::Delete(d) => d.key,
@@ -61,10 +67,10 @@ pub fn key_hash(req: &Request<'_>) -> Option<u64> {
         Request::LeaseSet(l) => l.key,
         Request::Refused { key, .. } => key,
         Request::MetaGet(m) | Request::MetaDelete(m) | Request::MetaArith(m) => {
-            m.flags.decode_key(m.key, &mut scratch)
+            m.flags.decode_key(m.key, scratch)
         }
-        Request::MetaSet(m) => m.flags.decode_key(m.key, &mut scratch),
-        Request::MetaDebug { key, base64 } => meta::decode_key(key, *base64, &mut scratch),
+        Request::MetaSet(m) => m.flags.decode_key(m.key, scratch),
+        Request::MetaDebug { key, base64 } => meta::decode_key(key, *base64, scratch),
         Request::Get(g) => {
             let mut keys = g.keys.iter();
             match (keys.next(), keys.next()) {
@@ -73,8 +79,7 @@ pub fn key_hash(req: &Request<'_>) -> Option<u64> {
             }
         }
         _ => return None,
-    };
-    Some(khash(key))
+    })
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use super::{
     multi::{Multi, Step},
     queue::{Entry, One, OneState, Queue, Slot},
     remote::{Answer, GetKind, KeyList, Remote},
-    route::{route, shard_of_hash, Route},
+    route::{route, Route},
     worker::{Coherence, Ran, Worker},
 };
 use crate::{
@@ -44,6 +44,8 @@ pub struct Core<B, H> {
     /// This shard, of `shards`.
     pub id: usize,
     pub shards: usize,
+    /// Where keys live: this node's shards, or a router's destinations.
+    pub place: super::place::Place,
 }
 
 /// One call's context.

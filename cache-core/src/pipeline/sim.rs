@@ -132,6 +132,7 @@ impl<H: Coherence<Vec<u8>>> Sim<H> {
                 input: Pool::new(cfg.input_pool),
                 id,
                 shards: n,
+                place: super::Place::Shards,
             });
         }
         Ok(Sim {

@@ -73,6 +73,11 @@ impl Owned {
         })
     }
 
+    /// The request as it arrived: its line and data block (what a router sends on).
+    pub fn raw(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Bytes held (what a budget counts).
     pub fn len(&self) -> usize {
         self.bytes.len()

@@ -8,7 +8,9 @@
 //! - [`Expect::Meta`]: one line, plus `<n>` data bytes and `\r\n` when it is `VA <n> …`;
 //! - [`Expect::Values`]: `VALUE`/`LVALUE` blocks and `NOT_FOUND_HOT` lines up to `END` (a
 //!   retrieval, mcrouter's `lease-get`);
-//! - [`Expect::Stats`]: `STAT` lines up to `END`.
+//! - [`Expect::Stats`]: `STAT` lines up to `END`;
+//! - [`Expect::Quiet`]: a meta request sent in quiet mode (`q`) followed by `mn`: its reply, if
+//!   it has one, then `MN` — so a quiet request's silence is framed too.
 //!
 //! An error line (`ERROR`, `CLIENT_ERROR …`, `SERVER_ERROR …`) ends any reply.
 
@@ -21,6 +23,7 @@ pub enum Expect {
     Meta,
     Values,
     Stats,
+    Quiet,
 }
 
 /// How much of a buffer one reply takes.
@@ -64,7 +67,46 @@ impl Expect {
             Expect::Meta => meta(buf),
             Expect::Values => blocks(buf, false),
             Expect::Stats => blocks(buf, true),
+            Expect::Quiet => quiet(buf),
         }
+    }
+
+    /// Whether `req` is a meta request in quiet mode (`q`): its success gets no reply, so
+    /// whoever forwards it sends `mn` after it and expects [`Expect::Quiet`].
+    pub fn is_quiet(req: &Request<'_>) -> bool {
+        match req {
+            Request::MetaGet(m) | Request::MetaDelete(m) | Request::MetaArith(m) => {
+                m.flags.has(b'q')
+            }
+            Request::MetaSet(m) => m.flags.has(b'q'),
+            _ => false,
+        }
+    }
+}
+
+/// What `mn` is answered with.
+pub const MN: &[u8] = b"MN\r\n";
+
+/// A quiet request's reply (maybe none) and the `MN` after it.
+fn quiet(buf: &[u8]) -> Frame {
+    if buf.starts_with(MN) {
+        return Frame::Whole(MN.len());
+    }
+    if buf.len() < MN.len() && MN.starts_with(buf) {
+        return Frame::Partial;
+    }
+    match meta(buf) {
+        Frame::Whole(n) => {
+            let rest = &buf[n..];
+            if rest.starts_with(MN) {
+                Frame::Whole(n + MN.len())
+            } else if rest.len() < MN.len() && MN.starts_with(rest) {
+                Frame::Partial
+            } else {
+                Frame::Bad
+            }
+        }
+        other => other,
     }
 }
 
@@ -157,6 +199,59 @@ fn blocks(buf: &[u8], stats: bool) -> Frame {
     }
 }
 
+/// One block of a retrieval reply ([`Expect::Values`]), as [`values`] walks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Block<'a> {
+    /// A `VALUE`/`LVALUE` block of `key`: its whole text, data and `\r\n` included.
+    Value { key: &'a [u8], text: &'a [u8] },
+    /// `NOT_FOUND_HOT` (`lease-get`: someone else holds the lease).
+    Hot(&'a [u8]),
+    /// An error line (without `\r\n`): the reply ends with it.
+    Error(&'a [u8]),
+}
+
+/// The blocks of one whole retrieval reply (as framed by [`Expect::Values`]), up to `END` or an
+/// error; `None` if it is not one.
+pub fn values(reply: &[u8]) -> Option<Vec<Block<'_>>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let (text, n) = line(&reply[at..])?;
+        if text == b"END" {
+            return Some(out);
+        }
+        if is_error(text) {
+            out.push(Block::Error(text));
+            return Some(out);
+        }
+        if text == b"NOT_FOUND_HOT" {
+            out.push(Block::Hot(&reply[at..at + n]));
+            at += n;
+            continue;
+        }
+        let len_at = if text.starts_with(b"VALUE ") {
+            3
+        } else if text.starts_with(b"LVALUE ") {
+            4
+        } else {
+            return None;
+        };
+        let key = text
+            .split(|&b| b == b' ')
+            .filter(|w| !w.is_empty())
+            .nth(1)?;
+        let len = data_len(text, len_at)?;
+        let Frame::Whole(w) = with_data(&reply[at..], n, len) else {
+            return None;
+        };
+        out.push(Block::Value {
+            key,
+            text: &reply[at..at + w],
+        });
+        at += w;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,10 +293,43 @@ mod tests {
             ),
             (Expect::Stats, b"STAT pid 1\r\n", Frame::Partial),
             (Expect::Stats, b"ERROR\r\n", Frame::Whole(7)),
+            (Expect::Quiet, b"MN\r\nHD\r\n", Frame::Whole(4)),
+            (Expect::Quiet, b"MN", Frame::Partial),
+            (Expect::Quiet, b"NS\r\nMN\r\n", Frame::Whole(8)),
+            (Expect::Quiet, b"VA 2 f0\r\nhi\r\nMN\r\n", Frame::Whole(17)),
+            (Expect::Quiet, b"VA 2 f0\r\nhi\r\nM", Frame::Partial),
+            (Expect::Quiet, b"HD\r\nHD\r\n", Frame::Bad),
         ];
         for &(expect, buf, want) in cases {
             assert_eq!(expect.frame(buf), want, "{expect:?} {}", buf.escape_ascii());
         }
+    }
+
+    #[test]
+    fn retrieval_replies_split_into_blocks() {
+        let r = b"VALUE a 0 2\r\nhi\r\nLVALUE b 7 0 1\r\nx\r\nNOT_FOUND_HOT\r\nEND\r\n";
+        let b = values(r).unwrap_or_else(|| panic!("not a reply"));
+        assert_eq!(
+            b,
+            vec![
+                Block::Value {
+                    key: b"a",
+                    text: b"VALUE a 0 2\r\nhi\r\n"
+                },
+                Block::Value {
+                    key: b"b",
+                    text: b"LVALUE b 7 0 1\r\nx\r\n"
+                },
+                Block::Hot(b"NOT_FOUND_HOT\r\n"),
+            ]
+        );
+        assert_eq!(values(b"END\r\n"), Some(vec![]));
+        assert_eq!(
+            values(b"SERVER_ERROR busy\r\n"),
+            Some(vec![Block::Error(b"SERVER_ERROR busy")])
+        );
+        assert_eq!(values(b"STORED\r\n"), None);
+        assert_eq!(values(b"VALUE a 0 5\r\nhi\r\nEND\r\n"), None);
     }
 
     #[test]
@@ -220,6 +348,22 @@ mod tests {
         for &(text, want) in cases {
             let r = p.parse(text).unwrap_or_else(|e| panic!("{e:?}"));
             assert_eq!(Expect::of(&r.request), want, "{}", text.escape_ascii());
+        }
+        for (text, quiet) in [
+            (&b"mg a v q\r\n"[..], true),
+            (b"ms a 1 q\r\nx\r\n", true),
+            (b"md a q\r\n", true),
+            (b"ma a q\r\n", true),
+            (b"mg a v\r\n", false),
+            (b"get a\r\n", false),
+        ] {
+            let r = p.parse(text).unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!(
+                Expect::is_quiet(&r.request),
+                quiet,
+                "{}",
+                text.escape_ascii()
+            );
         }
     }
 }

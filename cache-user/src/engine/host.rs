@@ -1,15 +1,20 @@
 //! What the pipeline asks of its host: requests for other shards and their answers, the
 //! `flush_all` barrier (its `OK` only once every shard applied it), `stats` gathered from every
-//! shard, and clients woken when a pool has bytes again.
+//! shard (and written from every shard's counters: [`Shared::write_stats`]), and clients woken
+//! when a pool has bytes again.
 
 use std::sync::{atomic::Ordering, Arc};
 
-use cache_core::pipeline::{Outgoing, Ticket};
+use cache_core::{
+    pipeline::{Outgoing, Ticket},
+    store::{slabs::ClassStats, Stats},
+};
 
 use super::{
     conn::ConnId,
     msg::{ConnRef, Msg, StatsPart},
     shard::Shard,
+    Shared,
 };
 
 /// A `flush_all` waiting for other shards: how many have still to apply it.
@@ -40,8 +45,14 @@ impl Shard {
         let mut out = std::mem::take(&mut self.outbox);
         for o in out.drain(..) {
             match o {
+                Outgoing::Exec { to, ticket, op } if self.router.is_some() => {
+                    self.forward(id, to, ticket, op);
+                }
                 Outgoing::Exec { to, ticket, op } => {
                     self.shared.mailboxes[to].send(Msg::Exec { from, ticket, op });
+                }
+                Outgoing::Flush { ticket, delay } if self.router.is_some() => {
+                    self.route_flush(id, ticket, delay);
                 }
                 Outgoing::Flush { ticket, delay } => {
                     for s in (0..self.n).filter(|&s| s != self.id) {
@@ -124,12 +135,18 @@ impl Shard {
         counters.bucket_refused_noreply = r.refused_noreply;
         counters.reply_pool_lent = self.core.replies.lent() as u64;
         counters.input_pool_lent = self.core.input.lent() as u64;
+        if let Some(f) = &self.router {
+            counters.route = f.counters;
+        }
         let store = self.core.worker.store();
         (store.stats(), store.slabs().class_stats(), counters)
     }
 
     pub(crate) fn reset_stats(&mut self) {
         self.core.worker.reset_stats();
+        if let Some(f) = &mut self.router {
+            f.counters = Default::default();
+        }
         self.counters = Default::default();
         let shared = &self.shared;
         shared
@@ -231,5 +248,92 @@ impl Shard {
             }
             self.resume(id);
         }
+    }
+}
+
+impl Shared {
+    /// `stats <args>` from every shard's counters.
+    pub(crate) fn write_stats(
+        &self,
+        args: &[u8],
+        parts: &[StatsPart],
+        now: u32,
+        out: &mut Vec<u8>,
+    ) {
+        if self.route.is_some() {
+            return crate::cluster::route::write_stats(self, args, parts, now, out);
+        }
+        let mut total = Stats::default();
+        let mut classes: Vec<ClassStats> = Vec::new();
+        let (mut read, mut written, mut refused) = (0, 0, 0);
+        let (mut bucket_refused, mut bucket_refused_noreply) = (0, 0);
+        let mut engine = crate::stats::Engine::default();
+        for (s, cls, counters) in parts {
+            total.add(s);
+            read += counters.bytes_read;
+            written += counters.bytes_written;
+            refused += counters.udp_refused;
+            bucket_refused += counters.bucket_refused;
+            bucket_refused_noreply += counters.bucket_refused_noreply;
+            engine.listen_disabled_num += counters.listen_disabled;
+            engine.conns_stall_closed += counters.stalled_closed;
+            engine.udp_replies_dropped += counters.udp_dropped;
+            engine.event_loop_max_us = engine.event_loop_max_us.max(counters.loop_max_us);
+            engine.reply_pool_lent += counters.reply_pool_lent;
+            engine.input_pool_lent += counters.input_pool_lent;
+            if classes.len() < cls.len() {
+                classes.resize(cls.len(), ClassStats::default());
+            }
+            for (sum, c) in classes.iter_mut().zip(cls) {
+                sum.chunk_size = c.chunk_size;
+                sum.chunks_per_page = c.chunks_per_page;
+                sum.pages += c.pages;
+                sum.used_chunks += c.used_chunks;
+                sum.free_chunks += c.free_chunks;
+                sum.evictions += c.evictions;
+                sum.reclaimed += c.reclaimed;
+                sum.pages_moved_out += c.pages_moved_out;
+            }
+        }
+        let p = crate::stats::Process {
+            pid: std::process::id(),
+            started: self.started,
+            threads: self.mailboxes.len(),
+            max_connections: self.cfg.max_connections,
+            curr_connections: self.curr_conns.load(Ordering::Relaxed),
+            total_connections: self.total_conns.load(Ordering::Relaxed),
+            rejected_connections: self.rejected_conns.load(Ordering::Relaxed),
+            tcp_port: self.cfg.port,
+            udp_port: self.cfg.udp_port,
+            listen: self.cfg.listen.clone(),
+            limit_maxbytes: (self.cfg.memory_mb as u64) << 20,
+            item_max: self.cfg.item_max,
+            growth_factor: self.cfg.growth_factor,
+            evictions_on: true,
+            bytes_read: read,
+            bytes_written: written,
+            udp_refused: refused,
+            bucket_epoch: self.bucket_epoch.load(Ordering::Relaxed),
+            buckets_owned: self.buckets_owned.load(Ordering::Relaxed),
+            bucket_refused,
+            bucket_refused_noreply,
+            engine,
+            xdp: self.xdp_stats(),
+        };
+        if !crate::stats::write(args, &p, &total, &classes, now, out) {
+            out.extend_from_slice(b"ERROR\r\n");
+        }
+    }
+}
+
+impl Shared {
+    /// The XDP counters summed over CPUs and the live HOT slots; empty without XDP.
+    fn xdp_stats(&self) -> Vec<(&'static str, u64)> {
+        let (Some(c), Some(t)) = (&self.xdp_counters, &self.hot) else {
+            return Vec::new();
+        };
+        let mut v = c.read();
+        v.push(("xdp_hot_slots", t.live_slots()));
+        v
     }
 }

@@ -41,14 +41,19 @@ use std::{
 };
 
 use anyhow::{anyhow, Context, Result};
-use cache_core::store::{slabs::ClassStats, Stats, Store, StoreConfig};
+use cache_core::{
+    pipeline::{Place, Placer},
+    store::{Store, StoreConfig},
+};
 use nix::sys::{
     signal::{SigSet, Signal},
     socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage},
 };
 
-use self::{msg::Mailbox, msg::StatsPart, reload::Reloader, shard::Shard};
+pub(crate) use self::{conn::ConnId, msg::StatsPart, outbound::OutId, shard::Shard};
+use self::{msg::Mailbox, reload::Reloader};
 use crate::{
+    cluster::route::RouteTable,
     config::Config,
     fastpath::{
         allow::Allowlist,
@@ -75,94 +80,18 @@ pub(crate) struct Shared {
     /// The bucket map's epoch and the buckets this node owns in it, for `stats`.
     pub bucket_epoch: AtomicU64,
     pub buckets_owned: AtomicU64,
-}
-
-impl Shared {
-    /// `stats <args>` from every shard's counters.
-    pub(crate) fn write_stats(
-        &self,
-        args: &[u8],
-        parts: &[StatsPart],
-        now: u32,
-        out: &mut Vec<u8>,
-    ) {
-        let mut total = Stats::default();
-        let mut classes: Vec<ClassStats> = Vec::new();
-        let (mut read, mut written, mut refused) = (0, 0, 0);
-        let (mut bucket_refused, mut bucket_refused_noreply) = (0, 0);
-        let mut engine = crate::stats::Engine::default();
-        for (s, cls, counters) in parts {
-            total.add(s);
-            read += counters.bytes_read;
-            written += counters.bytes_written;
-            refused += counters.udp_refused;
-            bucket_refused += counters.bucket_refused;
-            bucket_refused_noreply += counters.bucket_refused_noreply;
-            engine.listen_disabled_num += counters.listen_disabled;
-            engine.conns_stall_closed += counters.stalled_closed;
-            engine.udp_replies_dropped += counters.udp_dropped;
-            engine.event_loop_max_us = engine.event_loop_max_us.max(counters.loop_max_us);
-            engine.reply_pool_lent += counters.reply_pool_lent;
-            engine.input_pool_lent += counters.input_pool_lent;
-            if classes.len() < cls.len() {
-                classes.resize(cls.len(), ClassStats::default());
-            }
-            for (sum, c) in classes.iter_mut().zip(cls) {
-                sum.chunk_size = c.chunk_size;
-                sum.chunks_per_page = c.chunks_per_page;
-                sum.pages += c.pages;
-                sum.used_chunks += c.used_chunks;
-                sum.free_chunks += c.free_chunks;
-                sum.evictions += c.evictions;
-                sum.reclaimed += c.reclaimed;
-                sum.pages_moved_out += c.pages_moved_out;
-            }
-        }
-        let p = crate::stats::Process {
-            pid: std::process::id(),
-            started: self.started,
-            threads: self.mailboxes.len(),
-            max_connections: self.cfg.max_connections,
-            curr_connections: self.curr_conns.load(Ordering::Relaxed),
-            total_connections: self.total_conns.load(Ordering::Relaxed),
-            rejected_connections: self.rejected_conns.load(Ordering::Relaxed),
-            tcp_port: self.cfg.port,
-            udp_port: self.cfg.udp_port,
-            listen: self.cfg.listen.clone(),
-            limit_maxbytes: (self.cfg.memory_mb as u64) << 20,
-            item_max: self.cfg.item_max,
-            growth_factor: self.cfg.growth_factor,
-            evictions_on: true,
-            bytes_read: read,
-            bytes_written: written,
-            udp_refused: refused,
-            bucket_epoch: self.bucket_epoch.load(Ordering::Relaxed),
-            buckets_owned: self.buckets_owned.load(Ordering::Relaxed),
-            bucket_refused,
-            bucket_refused_noreply,
-            engine,
-            xdp: self.xdp_stats(),
-        };
-        if !crate::stats::write(args, &p, &total, &classes, now, out) {
-            out.extend_from_slice(b"ERROR\r\n");
-        }
-    }
-}
-
-impl Shared {
-    /// The XDP counters summed over CPUs and the live HOT slots; empty without XDP.
-    fn xdp_stats(&self) -> Vec<(&'static str, u64)> {
-        let (Some(c), Some(t)) = (&self.xdp_counters, &self.hot) else {
-            return Vec::new();
-        };
-        let mut v = c.read();
-        v.push(("xdp_hot_slots", t.live_slots()));
-        v
-    }
+    /// On a router (`kcache route`): its route table; `None` on a cache node.
+    pub route: Option<Arc<RouteTable>>,
 }
 
 /// Runs the server until SIGTERM or SIGINT; SIGHUP re-reads the bucket map (`reload.rs`).
 pub(crate) fn serve(cfg: Config) -> Result<()> {
+    run(cfg, None)
+}
+
+/// Runs the engine: a cache node, or with `route` a router whose sessions send every keyed
+/// request to the servers of its route table (`kcache route`).
+pub(crate) fn run(cfg: Config, route: Option<Arc<RouteTable>>) -> Result<()> {
     let n = cfg.threads_resolved();
     // SAFETY: ignoring SIGPIPE installs no handler; sends also pass MSG_NOSIGNAL.
     unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) }
@@ -216,6 +145,7 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
         xdp_counters: fastpath.as_ref().map(|f| Arc::clone(f.counters())),
         bucket_epoch: AtomicU64::new(own.epoch()),
         buckets_owned: AtomicU64::new(own.owned() as u64),
+        route: route.clone(),
     });
     // Shared with the signal thread, which moves XDP to a reloaded map.
     let fastpath = Arc::new(Mutex::new(fastpath));
@@ -273,6 +203,14 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
                     }
                 }
                 let r = Shard::new(id, Arc::clone(&shared), store, listener, udp, own)
+                    .map(|mut s| {
+                        if let Some(t) = &shared.route {
+                            s.router = Some(crate::cluster::route::Forward::new(Arc::clone(t)));
+                            let placer: Arc<dyn Placer> = Arc::clone(t) as Arc<dyn Placer>;
+                            s.core.place = Place::Out(placer);
+                        }
+                        s
+                    })
                     .and_then(Shard::run);
                 if let Err(e) = &r {
                     tracing::error!(shard = id, "shard stopped: {e:#}");
@@ -292,8 +230,9 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
         bucket_epoch = own.epoch(),
         buckets_owned = own.owned(),
         budget_mb = cfg.budget_bytes() >> 20,
-        "kcache {} listening",
-        cache_core::exec::VERSION
+        "kcache {} {}listening",
+        cache_core::exec::VERSION,
+        if route.is_some() { "route " } else { "" }
     );
 
     let waiter = {
@@ -309,6 +248,12 @@ pub(crate) fn serve(cfg: Config) -> Result<()> {
             .spawn(move || {
                 loop {
                     match signals.wait() {
+                        Ok(Signal::SIGHUP) if shared.route.is_some() => {
+                            tracing::warn!(
+                                "SIGHUP: kcache route does not reload its configuration yet; \
+                                 restart it to change routes"
+                            );
+                        }
                         Ok(Signal::SIGHUP) => reloader.reload(&shared),
                         Ok(sig) => {
                             tracing::info!("{sig:?}: shutting down");

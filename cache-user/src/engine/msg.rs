@@ -94,6 +94,8 @@ pub(crate) struct ShardCounters {
     /// Reply and input bytes lent out by the shard's pools now.
     pub reply_pool_lent: u64,
     pub input_pool_lent: u64,
+    /// A router shard's backend counters.
+    pub route: crate::cluster::route::RouteCounters,
 }
 
 pub(crate) struct Mailbox {

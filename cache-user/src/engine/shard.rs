@@ -79,6 +79,8 @@ pub(crate) struct Shard {
     pub(crate) gathers: HashMap<(ConnId, u64), Gather>,
     pub(crate) counters: ShardCounters,
     pub(crate) outbound: Outbounds,
+    /// On a router (`kcache route`): the backend side of its sessions.
+    pub(crate) router: Option<crate::cluster::route::Forward>,
     cqes: Vec<cqueue::Entry>,
     pub(crate) now: u32,
     /// The second of the last tick (per-second work runs when it changes).
@@ -129,6 +131,7 @@ impl Shard {
             limits,
             id,
             shards: n,
+            place: cache_core::pipeline::Place::Shards,
         };
         tracing::debug!(
             shard = id,
@@ -158,6 +161,7 @@ impl Shard {
             gathers: HashMap::new(),
             counters: ShardCounters::default(),
             outbound: Outbounds::default(),
+            router: None,
             cqes: Vec::with_capacity(1024),
             now: unix_now(),
             last_second: 0,
@@ -209,6 +213,9 @@ impl Shard {
                 self.handle_msg(m);
             }
             self.wake_waiters();
+            if self.router.is_some() {
+                self.route_events();
+            }
             self.flush_dirty();
             if shared.shutdown.load(Ordering::Acquire) && !self.stopping {
                 self.begin_stop();

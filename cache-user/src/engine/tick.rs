@@ -19,10 +19,14 @@ use crate::fastpath::promote::Promoter;
 
 /// How often the tick runs without XDP.
 const TICK: Duration = Duration::from_millis(100);
+/// How often a router's tick runs: backend deadlines are checked this often.
+const ROUTE_TICK: Duration = Duration::from_millis(10);
 
 impl Shard {
     pub(crate) fn arm_tick(&mut self) {
-        let every = if self.shared.hot.is_some() {
+        let every = if self.router.is_some() {
+            ROUTE_TICK
+        } else if self.shared.hot.is_some() {
             Promoter::TICK
         } else {
             TICK
@@ -44,6 +48,7 @@ impl Shard {
         if second {
             self.close_stalled();
         }
+        self.route_tick();
     }
 
     /// Closes clients holding borrowed reply bytes that read nothing for too long while
@@ -77,19 +82,14 @@ impl Shard {
         }
     }
 
-    /// An outbound operation completed. No part of the cache node sends outbound requests yet
-    /// (the router does): their events are dropped here.
+    /// An outbound operation completed: on a router, its replies go to their sessions.
     pub(crate) fn outbound_done(&mut self, op: crate::engine::outbound::OutOp, res: i32) {
         self.outbound.complete(&mut self.ring, op, res);
-        self.outbound
-            .check_deadlines(&mut self.ring, std::time::Instant::now());
-        for e in self.outbound.take_events() {
-            tracing::debug!(
-                shard = self.id,
-                token = e.token,
-                ok = e.reply.is_ok(),
-                "outbound reply"
-            );
+        if self.router.is_some() {
+            self.route_events();
+        } else {
+            // A cache node opens no outbound connection of its own yet: nothing waits for these.
+            drop(self.outbound.take_events());
         }
     }
 

@@ -1,7 +1,41 @@
 //! Input: parsing, running or sending each request, and the budget of a partial request.
 
 use super::*;
-use crate::pipeline::hazard::mutates;
+use crate::pipeline::{
+    hazard::mutates,
+    place::Place,
+    route::{one_key, shard_of_hash},
+};
+
+/// `flush_all` on a router whose configuration does not send it on.
+const FLUSH_OFF: &[u8] = b"SERVER_ERROR flush_all is disabled on this router\r\n";
+
+/// Where a single-key request runs: `None` here, else the place (another shard, or a router's
+/// destination). A router answers a request refused while parsing itself: it names a key but
+/// is not to be run anywhere.
+fn target<B, H>(core: &Core<B, H>, req: &Request<'_>, hash: u64) -> Option<usize> {
+    match &core.place {
+        Place::Shards => {
+            let s = shard_of_hash(hash, core.shards);
+            (s != core.id).then_some(s)
+        }
+        Place::Out(p) => {
+            if matches!(req, Request::Refused { .. }) {
+                return None;
+            }
+            let mut scratch = [0u8; 256];
+            one_key(req, &mut scratch).map(|k| p.place(k, hash))
+        }
+    }
+}
+
+/// [`Core::part_of`] for a borrowed place (the core's worker is borrowed meanwhile).
+fn part_of(place: &Place, shards: usize, key: &[u8], hash: u64) -> usize {
+    match place {
+        Place::Shards => shard_of_hash(hash, shards),
+        Place::Out(p) => p.place(key, hash),
+    }
+}
 
 /// What became of one parsed request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +120,6 @@ impl Session {
         B: AsRef<[u8]> + AsMut<[u8]>,
         H: Coherence<B>,
     {
-        let (me, shards) = (cx.core.id, cx.core.shards);
         let route = route(req);
         if self.hazards.blocks(req, route) {
             self.stall = Some(Stall::Hazard);
@@ -109,7 +142,11 @@ impl Session {
                     _ => (0, false),
                 };
                 let tail: &'static [u8] = if noreply { b"" } else { encode::OK };
-                if shards == 1 {
+                if !cx.core.flush_allowed() {
+                    let tail: &'static [u8] = if noreply { b"" } else { FLUSH_OFF };
+                    return self.local_reply(cx, &mut |out| out.extend_from_slice(tail));
+                }
+                if cx.core.alone() {
                     if self.room(cx) < SMALL {
                         return self.wait(cx, SMALL);
                     }
@@ -124,8 +161,10 @@ impl Session {
                 went
             }
             Route::Keys => self.keys(cx, req),
-            Route::Key(hash) if shard_of_hash(hash, shards) != me => self.send(cx, req, raw, hash),
-            Route::Key(hash) => self.local(cx, req, Some(hash)),
+            Route::Key(hash) => match target(cx.core, req, hash) {
+                Some(to) => self.send(cx, req, raw, hash, to),
+                None => self.local(cx, req, Some(hash)),
+            },
             Route::Here => self.local(cx, req, None),
         }
     }
@@ -204,19 +243,19 @@ impl Session {
         }
     }
 
-    /// A single-key request for shard `hash`'s owner, another shard.
+    /// A single-key request for another place (shard or destination), `shard`.
     fn send<B, H>(
         &mut self,
         cx: &mut Cx<'_, B, H>,
         req: &Request<'_>,
         raw: &[u8],
         hash: u64,
+        shard: usize,
     ) -> Went
     where
         B: AsRef<[u8]> + AsMut<[u8]>,
         H: Coherence<B>,
     {
-        let shard = shard_of_hash(hash, cx.core.shards);
         let reads = returns_value(req);
         let owned = Owned::new(req, copy_base(req, raw));
         let grant = if reads {
@@ -263,7 +302,7 @@ impl Session {
         let Some((kind, keys)) = read_kind(req) else {
             return Went::On;
         };
-        let (me, shards, now) = (cx.core.id, cx.core.shards, cx.now);
+        let now = cx.now;
         // `SMALL` covers `END` or a refusal.
         if self.take(cx, SMALL).is_err() {
             return self.wait(cx, SMALL);
@@ -278,15 +317,22 @@ impl Session {
         }
         // This shard's keys, up to the first of another shard.
         let mut remote = false;
+        let room = self.room(cx);
+        let core = &mut *cx.core;
+        let (alone, me) = (core.alone(), core.here());
+        let place = &core.place;
         let mut local = keys.iter().skip(skip).map_while(|k| {
             let hash = khash(k);
-            let here = shards == 1 || shard_of_hash(hash, shards) == me;
+            let here = alone || part_of(place, core.shards, k, hash) == me;
             remote |= !here;
             here.then_some((k, hash))
         });
-        let room = self.room(cx);
-        let buf = self.buf();
-        let r = cx.core.worker.read(kind, &mut local, now, room, buf);
+        let buf = if self.queue.is_empty() {
+            &mut self.out
+        } else {
+            self.queue.tail_buf()
+        };
+        let r = core.worker.read(kind, &mut local, now, room, buf);
         let at = skip + r.count;
         // Within `room` (a lease miss aside, counted all the same).
         self.force(cx, r.bytes);
@@ -316,8 +362,9 @@ impl Session {
         B: AsRef<[u8]> + AsMut<[u8]>,
         H: Coherence<B>,
     {
-        let (me, shards) = (cx.core.id, cx.core.shards);
-        let list = KeyList::new(keys, at, shards);
+        let (me, parts) = (cx.core.here(), cx.core.parts());
+        let core = &*cx.core;
+        let list = KeyList::new(keys, at, &|k, h| core.part_of(k, h));
         let bytes = list.bytes();
         if self.take(cx, bytes).is_err() {
             self.settle(cx, SMALL, 0);
@@ -325,7 +372,7 @@ impl Session {
             return self.wait(cx, bytes + SMALL);
         }
         self.settle(cx, SMALL, encode::END.len());
-        let m = Box::new(Multi::new(kind, list, me, shards));
+        let m = Box::new(Multi::new(kind, list, me, parts));
         // Its keys are read over time: later writes of them wait (see `hazard`).
         let changes = m.changes();
         for i in 0..m.keys().len() {

@@ -78,6 +78,33 @@ impl Session {
         self.pump(cx)
     }
 
+    /// The host finished `ticket` with a reply of its own in place of the usual tail (a
+    /// router's `flush_all` that some server did not take): written unless the request was
+    /// `noreply` (its tail is empty).
+    pub fn complete_instead<B, H>(
+        &mut self,
+        cx: &mut Cx<'_, B, H>,
+        ticket: Ticket,
+        bytes: &[u8],
+    ) -> bool
+    where
+        B: AsRef<[u8]> + AsMut<[u8]>,
+        H: Coherence<B>,
+    {
+        let mut quiet = false;
+        if let Some(Entry {
+            slot: Slot::Host {
+                tail, done: None, ..
+            },
+            ..
+        }) = self.queue.get_mut(ticket.seq)
+        {
+            quiet = tail.is_empty();
+            *tail = b"";
+        }
+        self.complete(cx, ticket, if quiet { b"" } else { bytes })
+    }
+
     /// The host sent `n` bytes of what it took with [`Session::take_output`]. Returns whether
     /// input may go on.
     pub fn sent<B, H>(&mut self, cx: &mut Cx<'_, B, H>, n: usize) -> bool

@@ -1,0 +1,585 @@
+//! A router shard's side of the pipeline: what sessions hand out as [`Outgoing::Exec`] goes to
+//! the key's server over this shard's own pipelined connection to it (one per server per
+//! thread, opened when first needed, opened again after it fails), and each reply comes back
+//! as the [`Answer`] the session waits for.
+//!
+//! - A single-key request is sent as it arrived (its owned bytes); one in quiet mode is
+//!   followed by `mn`, so the reply it may or may not get is framed ([`Expect::Quiet`]); a
+//!   `noreply` one is answered at once with nothing.
+//! - A multiget's keys for one server go as one `get`/`gets`/`gat`/`gats` of up to
+//!   [`CHUNK_KEYS`] keys; the reply is split back into one answer per key by matching `VALUE`
+//!   keys in order (memcached answers hits in request order). `lease-get` keys go one request
+//!   each, since `NOT_FOUND_HOT` names no key.
+//! - A request that cannot be answered (no connection, timeout, no server for the key) gets
+//!   `SERVER_ERROR <why>`; a get's key counts as a miss, as mcrouter answers get errors.
+
+use std::{collections::HashMap, sync::Arc, time::Instant};
+
+use cache_core::{
+    pipeline::{Answer, GetKind, Part, Remote, Ticket},
+    protocol::{
+        reply::{values, Block, Expect, MN},
+        Request,
+    },
+};
+
+use super::table::RouteTable;
+use crate::engine::{outbound::OutError, ConnId, OutId, Shard};
+
+/// Most keys of one multiget sent to one server in one request.
+pub(crate) const CHUNK_KEYS: usize = 100;
+
+/// What a reply is for.
+#[derive(Debug)]
+enum What {
+    /// A single-key request; `quiet`: sent with `mn` after it.
+    One { quiet: bool, get: bool },
+    /// Keys `from..from + n` of a multiget part (the `i`th of them when sent one per request).
+    Keys { group: u64, i: Option<u32> },
+    /// One server's `flush_all`.
+    Flush { group: u64 },
+}
+
+#[derive(Debug)]
+struct Pending {
+    conn: ConnId,
+    ticket: Ticket,
+    what: What,
+}
+
+/// A multiget part's replies being gathered.
+#[derive(Debug)]
+struct Gather {
+    conn: ConnId,
+    ticket: Ticket,
+    part: Part,
+    from: u32,
+    /// One reply per key when sent one per request (lease-get); else the one reply.
+    replies: Vec<Option<Vec<u8>>>,
+    left: usize,
+}
+
+/// A `flush_all` sent to every server.
+#[derive(Debug)]
+struct FlushWait {
+    conn: ConnId,
+    ticket: Ticket,
+    left: usize,
+    error: Option<String>,
+}
+
+/// Counters of one router shard (summed by `stats`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RouteCounters {
+    /// Requests sent to servers (a multiget chunk counts once).
+    pub(crate) sent: u64,
+    /// Requests answered with an error: no connection, the server hung up, or no reply in time.
+    pub(crate) errors: u64,
+    pub(crate) timeouts: u64,
+    /// Keys no server stands for (a bucket the map gives nobody).
+    pub(crate) unroutable: u64,
+    /// Keys of gets answered as misses because their server could not be asked.
+    pub(crate) get_errors: u64,
+    /// Connections to servers opened.
+    pub(crate) connects: u64,
+}
+
+/// A router shard's backend connections and the replies it waits for.
+#[derive(Debug)]
+pub(crate) struct Forward {
+    pub(crate) table: Arc<RouteTable>,
+    outs: Vec<Option<OutId>>,
+    pending: HashMap<u64, Pending>,
+    gathers: HashMap<u64, Gather>,
+    flushes: HashMap<u64, FlushWait>,
+    next: u64,
+    /// Answers made without a reply (noreply, errors), delivered from the event loop: a
+    /// session is never called back from inside its own dispatch.
+    ready: Vec<(ConnId, Ticket, Answer)>,
+    /// Host work done (`flush_all`): its error, if any.
+    host_done: Vec<(ConnId, Ticket, Option<String>)>,
+    pub(crate) counters: RouteCounters,
+}
+
+impl Forward {
+    pub(crate) fn new(table: Arc<RouteTable>) -> Forward {
+        Forward {
+            outs: vec![None; table.dests.len()],
+            table,
+            pending: HashMap::new(),
+            gathers: HashMap::new(),
+            flushes: HashMap::new(),
+            next: 1,
+            ready: Vec::new(),
+            host_done: Vec::new(),
+            counters: RouteCounters::default(),
+        }
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+}
+
+/// The text of a multiget of `keys` of `part`.
+fn keys_request(kind: GetKind, part: &Part, keys: &[u32], out: &mut Vec<u8>) {
+    match kind {
+        GetKind::Get { cas, touch: None } => {
+            out.extend_from_slice(if cas { b"gets" } else { b"get" });
+        }
+        GetKind::Get {
+            cas,
+            touch: Some(t),
+        } => {
+            out.extend_from_slice(if cas { b"gats " } else { b"gat " });
+            out.extend_from_slice(itoa::Buffer::new().format(t).as_bytes());
+        }
+        GetKind::Lease => out.extend_from_slice(b"lease-get"),
+    }
+    for &i in keys {
+        out.push(b' ');
+        out.extend_from_slice(part.list.key(i as usize));
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `SERVER_ERROR <why>`.
+fn server_error(why: &str) -> Vec<u8> {
+    format!("SERVER_ERROR {why}\r\n").into_bytes()
+}
+
+fn why(e: &OutError) -> String {
+    match e {
+        OutError::Connect(s) => format!("cannot connect: {s}"),
+        OutError::Timeout => "timeout".into(),
+        OutError::Closed(s) => format!("connection lost: {s}"),
+    }
+}
+
+/// Whether a single-key request is a classic get (whose errors become misses).
+fn classic_get(req: &Request<'_>) -> bool {
+    matches!(req, Request::Get(_))
+}
+
+impl Shard {
+    fn fwd(&mut self) -> Option<&mut Forward> {
+        self.router.as_mut()
+    }
+
+    /// This shard's connection to destination `d`, opened if there is none.
+    fn out_to(&mut self, d: usize) -> Result<OutId, String> {
+        let Some(f) = self.router.as_mut() else {
+            return Err("not a router".into());
+        };
+        if let Some(o) = f.outs[d] {
+            return Ok(o);
+        }
+        let dest = &f.table.dests[d];
+        let (addr, timeout) = (dest.addr, dest.timeout);
+        match self.outbound.open(&mut self.ring, addr, timeout) {
+            Ok(o) => {
+                f.outs[d] = Some(o);
+                f.counters.connects += 1;
+                Ok(o)
+            }
+            Err(e) => Err(format!("cannot connect: {e:#}")),
+        }
+    }
+
+    /// Carries one `Exec` of client `conn` to its server.
+    pub(crate) fn forward(&mut self, conn: ConnId, to: usize, ticket: Ticket, op: Remote) {
+        let unroutable = self.fwd().is_some_and(|f| to >= f.table.dests.len());
+        if unroutable {
+            if let Some(f) = self.fwd() {
+                f.counters.unroutable += 1;
+            }
+            let answer = match op {
+                Remote::One { .. } => Answer::Done(server_error("no server for this key")),
+                Remote::Keys { part, from, .. } => miss_all(&part, from, chunk(&part, from)),
+            };
+            return self.route_answer(conn, ticket, answer);
+        }
+        let out = match self.out_to(to) {
+            Ok(o) => o,
+            Err(why) => return self.fail_exec(conn, ticket, &op, &why),
+        };
+        let now = Instant::now();
+        match op {
+            Remote::One { req, .. } => {
+                let r = req.request();
+                let quiet = Expect::is_quiet(&r);
+                let get = classic_get(&r);
+                let expect = if quiet {
+                    Some(Expect::Quiet)
+                } else {
+                    Expect::of(&r)
+                };
+                let mut bytes = req.raw().to_vec();
+                if quiet {
+                    bytes.extend_from_slice(b"mn\r\n");
+                }
+                let Some(f) = self.router.as_mut() else {
+                    return;
+                };
+                f.counters.sent += 1;
+                match expect {
+                    None => {
+                        self.outbound
+                            .send(&mut self.ring, out, &bytes, None, 0, now);
+                        self.route_answer(conn, ticket, Answer::Done(Vec::new()));
+                    }
+                    Some(expect) => {
+                        let token = f.token();
+                        let what = What::One { quiet, get };
+                        f.pending.insert(token, Pending { conn, ticket, what });
+                        self.outbound
+                            .send(&mut self.ring, out, &bytes, Some(expect), token, now);
+                    }
+                }
+            }
+            Remote::Keys { part, from, .. } => {
+                let n = chunk(&part, from);
+                let keys = &part.keys[from as usize..from as usize + n];
+                let Some(f) = self.router.as_mut() else {
+                    return;
+                };
+                let group = f.token();
+                let per_key = part.kind == GetKind::Lease;
+                let mut text = Vec::new();
+                let mut sends = Vec::new();
+                if per_key {
+                    for (i, &k) in keys.iter().enumerate() {
+                        text.clear();
+                        keys_request(part.kind, &part, &[k], &mut text);
+                        let token = f.token();
+                        let what = What::Keys {
+                            group,
+                            i: Some(i as u32),
+                        };
+                        f.pending.insert(token, Pending { conn, ticket, what });
+                        sends.push((text.clone(), token));
+                    }
+                } else {
+                    keys_request(part.kind, &part, keys, &mut text);
+                    let token = f.token();
+                    let what = What::Keys { group, i: None };
+                    f.pending.insert(token, Pending { conn, ticket, what });
+                    sends.push((text, token));
+                }
+                f.counters.sent += sends.len() as u64;
+                let slots = if per_key { n } else { 1 };
+                f.gathers.insert(
+                    group,
+                    Gather {
+                        conn,
+                        ticket,
+                        part,
+                        from,
+                        replies: vec![None; slots],
+                        left: slots,
+                    },
+                );
+                for (bytes, token) in sends {
+                    let expect = Some(Expect::Values);
+                    self.outbound
+                        .send(&mut self.ring, out, &bytes, expect, token, now);
+                }
+            }
+        }
+    }
+
+    /// An `Exec` that could not be sent: its error answer.
+    fn fail_exec(&mut self, conn: ConnId, ticket: Ticket, op: &Remote, why: &str) {
+        if let Some(f) = self.fwd() {
+            f.counters.errors += 1;
+        }
+        let answer = match op {
+            // A `noreply` request gets nothing, even when it could not be sent.
+            Remote::One { req, .. } if Expect::of(&req.request()).is_none() => {
+                Answer::Done(Vec::new())
+            }
+            Remote::One { req, .. } if classic_get(&req.request()) => {
+                Answer::Done(b"END\r\n".to_vec())
+            }
+            Remote::One { .. } => Answer::Done(server_error(why)),
+            Remote::Keys { part, from, .. } => {
+                let n = chunk(part, *from);
+                if let Some(f) = self.fwd() {
+                    f.counters.get_errors += n as u64;
+                }
+                miss_all(part, *from, n)
+            }
+        };
+        self.route_answer(conn, ticket, answer);
+    }
+
+    /// `flush_all [delay]` to every server; the client's `OK` once all took it.
+    pub(crate) fn route_flush(&mut self, conn: ConnId, ticket: Ticket, delay: i32) {
+        let n = self.fwd().map_or(0, |f| f.table.dests.len());
+        let Some(f) = self.router.as_mut() else {
+            return;
+        };
+        let group = f.token();
+        f.flushes.insert(
+            group,
+            FlushWait {
+                conn,
+                ticket,
+                left: n,
+                error: None,
+            },
+        );
+        let text = format!("flush_all {delay}\r\n").into_bytes();
+        let now = Instant::now();
+        for d in 0..n {
+            let Some(f) = self.router.as_mut() else {
+                return;
+            };
+            let token = f.token();
+            let what = What::Flush { group };
+            f.pending.insert(token, Pending { conn, ticket, what });
+            match self.out_to(d) {
+                Ok(out) => {
+                    self.outbound
+                        .send(&mut self.ring, out, &text, Some(Expect::Line), token, now);
+                }
+                Err(why) => {
+                    if let Some(f) = self.router.as_mut() {
+                        f.pending.remove(&token);
+                    }
+                    self.flush_step(group, Err(why));
+                }
+            }
+        }
+    }
+
+    /// Replies that came in on this shard's backend connections, to their sessions.
+    pub(crate) fn route_events(&mut self) {
+        loop {
+            let events = self.outbound.take_events();
+            let Some(f) = self.router.as_mut() else {
+                return;
+            };
+            let ready = std::mem::take(&mut f.ready);
+            let done = std::mem::take(&mut f.host_done);
+            if events.is_empty() && ready.is_empty() && done.is_empty() {
+                return;
+            }
+            for (conn, ticket, answer) in ready {
+                if let Some((c, mut cx)) = self.client(conn) {
+                    c.session.deliver(&mut cx, ticket, answer);
+                }
+                self.resume(conn);
+            }
+            for (conn, ticket, error) in done {
+                if let Some((c, mut cx)) = self.client(conn) {
+                    match error {
+                        None => c.session.complete(&mut cx, ticket, b""),
+                        Some(e) => {
+                            let text = format!("{e}\r\n");
+                            c.session.complete_instead(&mut cx, ticket, text.as_bytes())
+                        }
+                    };
+                }
+                self.resume(conn);
+            }
+            for e in events {
+                let Some(f) = self.router.as_mut() else {
+                    return;
+                };
+                if e.reply.is_err() {
+                    // The connection is closed: the next request opens another.
+                    for o in f.outs.iter_mut().filter(|o| **o == Some(e.out)) {
+                        *o = None;
+                    }
+                }
+                let Some(p) = f.pending.remove(&e.token) else {
+                    continue;
+                };
+                let reply = e.reply.map_err(|err| {
+                    f.counters.errors += 1;
+                    if err == OutError::Timeout {
+                        f.counters.timeouts += 1;
+                    }
+                    why(&err)
+                });
+                match p.what {
+                    What::One { quiet, get } => {
+                        let answer = match reply {
+                            Ok(mut bytes) => {
+                                if quiet {
+                                    bytes.truncate(bytes.len().saturating_sub(MN.len()));
+                                }
+                                bytes
+                            }
+                            Err(_) if get => {
+                                f.counters.get_errors += 1;
+                                b"END\r\n".to_vec()
+                            }
+                            Err(why) => server_error(&why),
+                        };
+                        self.route_answer(p.conn, p.ticket, Answer::Done(answer));
+                    }
+                    What::Keys { group, i } => self.keys_reply(group, i, reply),
+                    What::Flush { group } => {
+                        let took = reply.and_then(|b| {
+                            if b.starts_with(b"OK") {
+                                Ok(())
+                            } else {
+                                Err(String::from_utf8_lossy(&b).trim().to_owned())
+                            }
+                        });
+                        self.flush_step(group, took);
+                    }
+                }
+            }
+        }
+    }
+
+    fn keys_reply(&mut self, group: u64, i: Option<u32>, reply: Result<Vec<u8>, String>) {
+        let Some(f) = self.router.as_mut() else {
+            return;
+        };
+        let Some(g) = f.gathers.get_mut(&group) else {
+            return;
+        };
+        let slot = i.unwrap_or(0) as usize;
+        if let Some(r) = g.replies.get_mut(slot) {
+            if r.is_none() {
+                g.left -= 1;
+            }
+            *r = Some(reply.unwrap_or_default());
+        }
+        if g.left > 0 {
+            return;
+        }
+        let Some(g) = f.gathers.remove(&group) else {
+            return;
+        };
+        let (answer, errors) = assemble(&g);
+        f.counters.get_errors += errors;
+        self.route_answer(g.conn, g.ticket, answer);
+    }
+
+    fn flush_step(&mut self, group: u64, reply: Result<(), String>) {
+        let Some(f) = self.router.as_mut() else {
+            return;
+        };
+        let Some(w) = f.flushes.get_mut(&group) else {
+            return;
+        };
+        w.left = w.left.saturating_sub(1);
+        if let Err(why) = reply {
+            w.error.get_or_insert(why);
+        }
+        if w.left > 0 {
+            return;
+        }
+        let Some(w) = f.flushes.remove(&group) else {
+            return;
+        };
+        match w.error {
+            None => self.finish_host_route(w.conn, w.ticket, None),
+            Some(why) => {
+                let text = format!("SERVER_ERROR flush_all did not reach every server: {why}");
+                self.finish_host_route(w.conn, w.ticket, Some(text));
+            }
+        }
+    }
+
+    /// Queues `answer` for client `conn`'s session (delivered by [`Shard::route_events`]).
+    fn route_answer(&mut self, conn: ConnId, ticket: Ticket, answer: Answer) {
+        if let Some(f) = self.router.as_mut() {
+            f.ready.push((conn, ticket, answer));
+        }
+    }
+
+    fn finish_host_route(&mut self, conn: ConnId, ticket: Ticket, error: Option<String>) {
+        if let Some(f) = self.router.as_mut() {
+            f.host_done.push((conn, ticket, error));
+        }
+    }
+
+    /// Fails requests past their deadline (every tick).
+    pub(crate) fn route_tick(&mut self) {
+        if self.router.is_none() {
+            return;
+        }
+        self.outbound
+            .check_deadlines(&mut self.ring, Instant::now());
+        self.route_events();
+    }
+}
+
+/// Keys of `part` from `from` sent in one go.
+fn chunk(part: &Part, from: u32) -> usize {
+    (part.keys.len() - from as usize).min(CHUNK_KEYS)
+}
+
+/// Every key of a chunk a miss.
+fn miss_all(_part: &Part, from: u32, n: usize) -> Answer {
+    Answer::Keys {
+        bytes: Vec::new(),
+        ends: vec![0; n],
+        next: from + n as u32,
+        over: None,
+    }
+}
+
+/// A chunk's answer from its replies, and how many keys were errors (answered as misses).
+fn assemble(g: &Gather) -> (Answer, u64) {
+    let keys = &g.part.keys;
+    let mut bytes = Vec::new();
+    let mut ends = Vec::new();
+    let mut errors = 0u64;
+    if g.part.kind == GetKind::Lease {
+        // One reply per key: its blocks (one at most) are the key's answer.
+        for r in &g.replies {
+            match r.as_deref().and_then(values) {
+                Some(blocks) => {
+                    for b in blocks {
+                        match b {
+                            Block::Value { text, .. } | Block::Hot(text) => {
+                                bytes.extend_from_slice(text)
+                            }
+                            Block::Error(_) => errors += 1,
+                        }
+                    }
+                }
+                None => errors += 1,
+            }
+            ends.push(bytes.len() as u32);
+        }
+    } else {
+        let n = chunk(&g.part, g.from);
+        let reply = g.replies.first().cloned().flatten().unwrap_or_default();
+        let blocks = values(&reply).unwrap_or_else(|| {
+            errors = n as u64;
+            Vec::new()
+        });
+        let mut it = blocks.iter().peekable();
+        for j in 0..n {
+            let want = g.part.list.key(keys[g.from as usize + j] as usize);
+            match it.peek() {
+                Some(Block::Value { key, text }) if *key == want => {
+                    bytes.extend_from_slice(text);
+                    it.next();
+                }
+                Some(Block::Error(_)) => errors += 1,
+                _ => {}
+            }
+            ends.push(bytes.len() as u32);
+        }
+    }
+    let count = ends.len() as u32;
+    (
+        Answer::Keys {
+            bytes,
+            ends,
+            next: g.from + count,
+            over: None,
+        },
+        errors,
+    )
+}

@@ -1,0 +1,460 @@
+//! `kcache route` over live servers: three kcache nodes (or memcached 1.6 ones) behind one
+//! router, driven by real clients (memccapable) and raw pipelined streams. Where a test says
+//! keys live on different servers, it computes where each key lives (cache-core's ketama, the
+//! same code the router runs) and checks it on the servers themselves.
+
+use std::{collections::BTreeSet, path::PathBuf, process::Command, time::Duration};
+
+use anyhow::{ensure, Context, Result};
+use cache_core::ketama::{Continuum, KeyHash, Node};
+use kcache_tests::{show, tools, Config, Server, Target};
+
+/// Three servers of `target` and a router in front of them (its configuration's path kept
+/// alive with the router).
+struct Cluster {
+    nodes: Vec<Server>,
+    router: Server,
+    ring: Continuum,
+    _config: TempFile,
+}
+
+/// A file removed on drop.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn temp_file(name: &str, text: &str) -> Result<TempFile> {
+    let path = std::env::temp_dir().join(format!("kcache-{name}-{}", std::process::id()));
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(TempFile(path))
+}
+
+/// The `servers` lines of a pool of `nodes`, twemproxy-style, and their ketama circle.
+fn pool(nodes: &[Server]) -> (String, Continuum) {
+    let names: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.addr().port()))
+        .collect();
+    let lines = names
+        .iter()
+        .map(|n| format!("\"{n}:1\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let ring = Continuum::new(
+        &names
+            .iter()
+            .map(|n| Node {
+                name: n.clone(),
+                weight: 1,
+            })
+            .collect::<Vec<_>>(),
+    );
+    (lines, ring)
+}
+
+fn cluster(target: Target, flush_all: bool) -> Result<Cluster> {
+    let nodes = (0..3)
+        .map(|_| Server::start(target, &Config::default().threads(1).memory_mb(64)))
+        .collect::<Result<Vec<_>>>()?;
+    let (servers, ring) = pool(&nodes);
+    let text = format!(
+        "flush_all = {flush_all}\n\n[pools.main]\nkind = \"hash\"\nhash = \"md5\"\n\
+         servers = [{servers}]\ntimeout_ms = 2000\n"
+    );
+    let config = temp_file(&format!("route-{target}.toml"), &text)?;
+    let router = Server::start_router(&config.0, 2)?;
+    Ok(Cluster {
+        nodes,
+        router,
+        ring,
+        _config: config,
+    })
+}
+
+impl Cluster {
+    fn node_of(&self, key: &str) -> usize {
+        self.ring.locate(KeyHash::Md5, key.as_bytes())
+    }
+
+    fn context(&self) -> String {
+        format!("--- router log\n{}", self.router.log())
+    }
+}
+
+#[test]
+fn memccapable_passes_through_the_router_over_three_nodes() -> Result<()> {
+    let tool = tools::require("memccapable")?;
+    let c = cluster(Target::Kcache, true)?;
+    let port = c.router.addr().port().to_string();
+    let out = tools::run_bounded(
+        Command::new(tool).args(["-h", "127.0.0.1", "-p", &port, "-a", "-t", "5"]),
+        Duration::from_secs(120),
+    )?;
+    let passed = out.stdout.lines().filter(|l| l.ends_with("[pass]")).count();
+    ensure!(
+        out.status.success() && passed == 27 && out.stdout.contains("All tests passed"),
+        "memccapable through the router: {passed} of 27 passed, exit {}\n{}{}\n{}",
+        out.status,
+        out.stdout,
+        out.stderr,
+        c.context()
+    );
+    Ok(())
+}
+
+#[test]
+fn pymemcache_unittests_pass_through_the_router() -> Result<()> {
+    let python = tools::python_with_pymemcache()?;
+    let c = cluster(Target::Kcache, true)?;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py");
+    let out = tools::run_bounded(
+        Command::new(&python)
+            .args(["-m", "unittest", "-v", "test_pymemcache"])
+            .current_dir(&dir)
+            .env("KCACHE_TEST_ADDR", c.router.addr().to_string())
+            .env(kcache_tests::target::TARGET_ENV, "route")
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+        Duration::from_secs(120),
+    )?;
+    // unittest's last lines: `Ran N tests`, then `OK (skipped=2)`: the two store-stats tests.
+    let ran = out.stderr.lines().find_map(|l| {
+        l.strip_prefix("Ran ")?
+            .split_whitespace()
+            .next()?
+            .parse::<u32>()
+            .ok()
+    });
+    ensure!(
+        out.status.success()
+            && ran.is_some_and(|n| n > 2)
+            && out.stderr.contains("OK (skipped=2)"),
+        "pymemcache through the router: exit {} after {ran:?} tests\n--- stderr\n{}{}",
+        out.status,
+        out.stderr,
+        c.context()
+    );
+    Ok(())
+}
+
+/// Sets `keys` through the router and checks that each landed on the node ketama names.
+fn set_and_check_placement(c: &Cluster, keys: &[String]) -> Result<()> {
+    let mut r = c.router.connect()?;
+    for k in keys {
+        let v = format!("v-{k}");
+        r.expect(
+            format!("set {k} 5 0 {}\r\n{v}\r\n", v.len()).as_bytes(),
+            b"STORED\r\n",
+        )
+        .with_context(|| c.context())?;
+    }
+    for k in keys {
+        let home = c.node_of(k);
+        for (i, n) in c.nodes.iter().enumerate() {
+            let got = n.connect()?.call(format!("get {k}\r\n").as_bytes())?;
+            let has = got.starts_with(b"VALUE ");
+            ensure!(
+                has == (i == home),
+                "{k}: ketama says node {home}, node {i} answered {}",
+                show(&got, 200)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A multiget's expected reply: each key's block in request order, misses left out.
+fn expected_multiget(keys: &[&str], present: &BTreeSet<&str>) -> Vec<u8> {
+    let mut want = Vec::new();
+    for k in keys {
+        if present.contains(k) {
+            let v = format!("v-{k}");
+            want.extend_from_slice(format!("VALUE {k} 5 {}\r\n{v}\r\n", v.len()).as_bytes());
+        }
+    }
+    want.extend_from_slice(b"END\r\n");
+    want
+}
+
+fn multiget_in_order(target: Target) -> Result<()> {
+    let c = cluster(target, false)?;
+    let keys: Vec<String> = (0..60).map(|i| format!("feed:{i}")).collect();
+    set_and_check_placement(&c, &keys)?;
+    let homes: BTreeSet<usize> = keys.iter().map(|k| c.node_of(k)).collect();
+    ensure!(
+        homes.len() == 3,
+        "the keys live on {homes:?}, not on all three nodes"
+    );
+    // Interleave the nodes' keys, misses and a repeated key.
+    let mut ask: Vec<&str> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        ask.push(k);
+        if i % 7 == 0 {
+            ask.push("missing:x");
+        }
+        if i % 11 == 0 {
+            ask.push(&keys[0]);
+        }
+    }
+    let switches = ask
+        .windows(2)
+        .filter(|w| c.node_of(w[0]) != c.node_of(w[1]))
+        .count();
+    ensure!(
+        switches > 20,
+        "the asked keys change node only {switches} times"
+    );
+    let present: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
+    let mut r = c.router.connect()?;
+    let got = r.call(format!("get {}\r\n", ask.join(" ")).as_bytes())?;
+    let want = expected_multiget(&ask, &present);
+    ensure!(
+        got == want,
+        "multiget of {} keys over 3 nodes:\n got {}\nwant {}\n{}",
+        ask.len(),
+        show(&got, 600),
+        show(&want, 600),
+        c.context()
+    );
+    // More keys than one backend request carries (100 a server), pipelined twice.
+    let many: Vec<&str> = (0..400).map(|i| keys[i % keys.len()].as_str()).collect();
+    let line = format!("get {}\r\n", many.join(" "));
+    r.send(format!("{line}{line}").as_bytes())?;
+    let want = expected_multiget(&many, &present);
+    for round in 0..2 {
+        let got = r.read_reply(kcache_tests::reply::ReplyKind::Retrieval)?;
+        ensure!(
+            got == want,
+            "round {round}: 400-key multiget differs: {}",
+            show(&got, 300)
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn multigets_split_over_kcache_nodes_come_back_in_key_order() -> Result<()> {
+    multiget_in_order(Target::Kcache)
+}
+
+#[test]
+fn multigets_split_over_memcached_nodes_come_back_in_key_order() -> Result<()> {
+    multiget_in_order(Target::Memcached)
+}
+
+#[test]
+fn pipelined_noreply_and_quiet_mode_keep_their_order() -> Result<()> {
+    let c = cluster(Target::Kcache, false)?;
+    // Three keys on three different nodes (computed).
+    let mut picked: Vec<String> = Vec::new();
+    for i in 0.. {
+        let k = format!("q{i}");
+        if picked.iter().all(|p| c.node_of(p) != c.node_of(&k)) {
+            picked.push(k);
+        }
+        if picked.len() == 3 {
+            break;
+        }
+    }
+    let (a, b, d) = (&picked[0], &picked[1], &picked[2]);
+    let mut r = c.router.connect()?;
+    let burst = format!(
+        "set {a} 0 0 1 noreply\r\n1\r\n\
+         ms {b} 1 q\r\n2\r\n\
+         mg {a} v q\r\n\
+         mg {d} v q\r\n\
+         mg {b} v\r\n\
+         delete {d} noreply\r\n\
+         md {d} q\r\n\
+         ma {a} q\r\n\
+         get {a} {b} {d}\r\n\
+         version\r\n"
+    );
+    let got = r.call_synced(burst.as_bytes())?;
+    let version = c.router.connect()?.call(b"version\r\n")?;
+    let want = [
+        "VA 1\r\n1\r\n".to_owned(),
+        "VA 1\r\n2\r\n".to_owned(),
+        "NF\r\n".to_owned(),
+        format!("VALUE {a} 0 1\r\n2\r\nVALUE {b} 0 1\r\n2\r\nEND\r\n"),
+        String::from_utf8_lossy(&version).into_owned(),
+    ]
+    .concat();
+    ensure!(
+        got == want.as_bytes(),
+        "pipelined through the router:\n got {}\nwant {}\n{}",
+        show(&got, 600),
+        show(want.as_bytes(), 600),
+        c.context()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_dead_server_gets_errors_and_misses_and_the_rest_goes_on() -> Result<()> {
+    let mut c = cluster(Target::Kcache, true)?;
+    let keys: Vec<String> = (0..30).map(|i| format!("d{i}")).collect();
+    let dead = c.node_of(&keys[0]);
+    let on_dead = keys.iter().find(|k| c.node_of(k) == dead).cloned();
+    let alive = keys.iter().find(|k| c.node_of(k) != dead).cloned();
+    let (Some(on_dead), Some(alive)) = (on_dead, alive) else {
+        anyhow::bail!("the 30 keys all live on one node");
+    };
+    drop(c.nodes.remove(dead));
+    // The ring keeps its three servers: the dead one's keys are not moved to the others.
+    let mut r = c.router.connect()?;
+    let got = r.call(format!("set {on_dead} 0 0 1\r\nx\r\n").as_bytes())?;
+    ensure!(
+        got.starts_with(b"SERVER_ERROR "),
+        "set on a dead server: {}",
+        show(&got, 200)
+    );
+    r.expect(format!("get {on_dead}\r\n").as_bytes(), b"END\r\n")?;
+    r.expect(
+        format!("set {alive} 0 0 1\r\ny\r\n").as_bytes(),
+        b"STORED\r\n",
+    )?;
+    r.expect(
+        format!("get {on_dead} {alive}\r\n").as_bytes(),
+        format!("VALUE {alive} 0 1\r\ny\r\nEND\r\n").as_bytes(),
+    )?;
+    let got = r.call(b"flush_all\r\n")?;
+    ensure!(
+        got.starts_with(b"SERVER_ERROR "),
+        "flush_all with a server down: {}",
+        show(&got, 200)
+    );
+    let stats = r.call(b"stats\r\n")?;
+    let text = String::from_utf8_lossy(&stats);
+    let count = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    ensure!(
+        count("route_errors") >= 2 && count("route_get_errors") >= 2,
+        "{text}"
+    );
+    Ok(())
+}
+
+#[test]
+fn ketama_places_keys_as_twemproxy_does_with_fnv1a_64() -> Result<()> {
+    same_placement_as_twemproxy("fnv1a_64", KeyHash::Fnv1a64)
+}
+
+#[test]
+fn ketama_places_keys_as_twemproxy_does_with_md5() -> Result<()> {
+    same_placement_as_twemproxy("md5", KeyHash::Md5)
+}
+
+/// Sets 100k keys through nutcracker (ketama, `hash`, a weighted and a named server among
+/// three memcached) and checks on each memcached that it holds exactly the keys cache-core's
+/// ketama gives it.
+fn same_placement_as_twemproxy(hash_name: &str, hash: KeyHash) -> Result<()> {
+    let nutcracker = tools::require("nutcracker")?;
+    let nodes = (0..3)
+        .map(|_| Server::start(Target::Memcached, &Config::default().memory_mb(64)))
+        .collect::<Result<Vec<_>>>()?;
+    // A weighted server and a named one: both change where points go.
+    let specs = [
+        (format!("127.0.0.1:{}:1", nodes[0].addr().port()), None, 1),
+        (
+            format!("127.0.0.1:{}:2", nodes[1].addr().port()),
+            Some("beta"),
+            2,
+        ),
+        (format!("127.0.0.1:{}:1", nodes[2].addr().port()), None, 1),
+    ];
+    let port = kcache_tests::server::free_port()?;
+    let stats_port = kcache_tests::server::free_port()?;
+    let mut yaml = format!(
+        "alpha:\n  listen: 127.0.0.1:{port}\n  hash: {hash_name}\n  distribution: ketama\n  \
+         timeout: 4000\n  servers:\n"
+    );
+    for (s, name, _) in &specs {
+        yaml.push_str(&format!(
+            "   - {s}{}\n",
+            name.map(|n| format!(" {n}")).unwrap_or_default()
+        ));
+    }
+    let config = temp_file(&format!("nutcracker-{hash_name}.yml"), &yaml)?;
+    let args = [
+        "-c".to_owned(),
+        config.0.display().to_string(),
+        "-s".to_owned(),
+        stats_port.to_string(),
+    ];
+    let twem = Server::start_program(&nutcracker, &args, port)?;
+    let ring = Continuum::new(
+        &specs
+            .iter()
+            .map(|(s, name, w)| Node {
+                name: name.map_or_else(
+                    || s.rsplit_once(':').map_or(s.clone(), |(a, _)| a.to_owned()),
+                    str::to_owned,
+                ),
+                weight: *w,
+            })
+            .collect::<Vec<_>>(),
+    );
+    const KEYS: usize = 100_000;
+    const BATCH: usize = 500;
+    let mut t = twem.connect()?;
+    for start in (0..KEYS).step_by(BATCH) {
+        let mut burst = Vec::new();
+        for i in start..start + BATCH {
+            burst.extend_from_slice(format!("set key:{i} 0 0 1\r\nx\r\n").as_bytes());
+        }
+        t.send(&burst)?;
+        for i in start..start + BATCH {
+            let line = t.read_line()?;
+            ensure!(
+                line == b"STORED\r\n",
+                "key:{i} through nutcracker: {}",
+                show(&line, 100)
+            );
+        }
+    }
+    // Where nutcracker put each key, read from the servers themselves.
+    let mut wrong = Vec::new();
+    let mut per_node = [0usize; 3];
+    for (n, node) in nodes.iter().enumerate() {
+        let mut conn = node.connect()?;
+        for start in (0..KEYS).step_by(100) {
+            let keys: Vec<String> = (start..start + 100).map(|i| format!("key:{i}")).collect();
+            let got = conn.call(format!("get {}\r\n", keys.join(" ")).as_bytes())?;
+            let here: BTreeSet<&str> = got
+                .split(|&b| b == b'\n')
+                .filter_map(|l| l.strip_prefix(b"VALUE "))
+                .filter_map(|l| l.split(|&b| b == b' ').next())
+                .filter_map(|k| std::str::from_utf8(k).ok())
+                .collect();
+            for k in &keys {
+                let ours = ring.locate(hash, k.as_bytes()) == n;
+                if here.contains(k.as_str()) {
+                    per_node[n] += 1;
+                }
+                if ours != here.contains(k.as_str()) && wrong.len() < 10 {
+                    wrong.push(format!(
+                        "{k}: on node {n} {}, ketama {ours}",
+                        here.contains(k.as_str())
+                    ));
+                }
+            }
+        }
+    }
+    ensure!(
+        wrong.is_empty(),
+        "{hash_name}: placement differs from nutcracker's: {wrong:?}"
+    );
+    ensure!(
+        per_node.iter().sum::<usize>() == KEYS && per_node.iter().all(|&n| n > KEYS / 6),
+        "keys per node {per_node:?}"
+    );
+    Ok(())
+}
