@@ -129,9 +129,7 @@ fn pymemcache_unittests_pass_through_the_router() -> Result<()> {
             .ok()
     });
     ensure!(
-        out.status.success()
-            && ran.is_some_and(|n| n > 2)
-            && out.stderr.contains("OK (skipped=2)"),
+        out.status.success() && ran.is_some_and(|n| n > 2) && out.stderr.contains("OK (skipped=2)"),
         "pymemcache through the router: exit {} after {ran:?} tests\n--- stderr\n{}{}",
         out.status,
         out.stderr,
