@@ -142,6 +142,7 @@ class Cas(Base):
         self.mc.cas(b"c", b"3", token, noreply=True)
         self.assertEqual(self.mc.get(b"c"), b"2")
 
+    @unittest.skipIf(ROUTER, "CAS values are each server's own: keys on two servers may share one")
     def test_gets_many(self):
         self.mc.set(b"g1", b"a")
         self.mc.set(b"g2", b"b")
