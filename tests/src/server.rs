@@ -170,6 +170,25 @@ impl Server {
         Err(last_error.unwrap_or_else(|| anyhow!("no attempt made")))
     }
 
+    /// Starts `target` with `config` on `port` (one that was just freed, say) and waits until
+    /// it listens.
+    pub fn start_on(target: Target, config: &Config, port: u16) -> Result<Server> {
+        let program = match target {
+            Target::Kcache => kcache::bin()?,
+            Target::Memcached => tools::require("memcached")?,
+        };
+        let mut cmd = Command::new(&program);
+        if target == Target::Kcache {
+            cmd.arg("serve");
+        } else if nix::unistd::geteuid().is_root() {
+            cmd.args(["-u", "root"]);
+        }
+        cmd.args(config.args(port));
+        let mut server = spawn(target, cmd, port, config.udp)?;
+        server.wait_ready()?;
+        Ok(server)
+    }
+
     /// Starts `kcache route --config <config> -t <threads>` on a free port and waits until it
     /// listens (a router's `Target` is kcache's).
     pub fn start_router(config: &Path, threads: u32) -> Result<Server> {

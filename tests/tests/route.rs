@@ -28,7 +28,10 @@ impl Drop for TempFile {
 }
 
 fn temp_file(name: &str, text: &str) -> Result<TempFile> {
-    let path = std::env::temp_dir().join(format!("kcache-{name}-{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pid = std::process::id();
+    let path = std::env::temp_dir().join(format!("kcache-{pid}-{n}-{name}"));
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(TempFile(path))
 }
@@ -57,13 +60,18 @@ fn pool(nodes: &[Server]) -> (String, Continuum) {
 }
 
 fn cluster(target: Target, flush_all: bool) -> Result<Cluster> {
+    cluster_with(target, flush_all, "timeout_ms = 2000\n")
+}
+
+/// [`cluster`], with `pool` added to the pool's settings.
+fn cluster_with(target: Target, flush_all: bool, pool_lines: &str) -> Result<Cluster> {
     let nodes = (0..3)
-        .map(|_| Server::start(target, &Config::default().threads(1).memory_mb(64)))
+        .map(|_| Server::start(target, &node_config()))
         .collect::<Result<Vec<_>>>()?;
     let (servers, ring) = pool(&nodes);
     let text = format!(
         "flush_all = {flush_all}\n\n[pools.main]\nkind = \"hash\"\nhash = \"md5\"\n\
-         servers = [{servers}]\ntimeout_ms = 2000\n"
+         servers = [{servers}]\n{pool_lines}"
     );
     let config = temp_file(&format!("route-{target}.toml"), &text)?;
     let router = Server::start_router(&config.0, 2)?;
@@ -73,6 +81,20 @@ fn cluster(target: Target, flush_all: bool) -> Result<Cluster> {
         ring,
         _config: config,
     })
+}
+
+fn node_config() -> Config {
+    Config::default().threads(1).memory_mb(64)
+}
+
+/// A `stats` (or `stats <group>`) field of the router.
+fn stat(r: &mut kcache_tests::Conn, group: &str, name: &str) -> Result<String> {
+    let text =
+        String::from_utf8_lossy(&r.call(format!("stats {group}\r\n").trim_start().as_bytes())?)
+            .into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("STAT {name} ")).map(str::to_owned))
+        .with_context(|| format!("no {name} in stats {group}:\n{text}"))
 }
 
 impl Cluster {
@@ -302,7 +324,10 @@ fn a_dead_server_gets_errors_and_misses_and_the_rest_goes_on() -> Result<()> {
     let (Some(on_dead), Some(alive)) = (on_dead, alive) else {
         anyhow::bail!("the 30 keys all live on one node");
     };
+    let port = c.nodes[dead].addr().port();
     drop(c.nodes.remove(dead));
+    // Held so no other test's server takes the port (the harness wants it free for UDP too).
+    let _hold = std::net::UdpSocket::bind(("127.0.0.1", port))?;
     // The ring keeps its three servers: the dead one's keys are not moved to the others.
     let mut r = c.router.connect()?;
     let got = r.call(format!("set {on_dead} 0 0 1\r\nx\r\n").as_bytes())?;
@@ -455,5 +480,128 @@ fn same_placement_as_twemproxy(hash_name: &str, hash: KeyHash) -> Result<()> {
         per_node.iter().sum::<usize>() == KEYS && per_node.iter().all(|&n| n > KEYS / 6),
         "keys per node {per_node:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_killed_server_is_knocked_out_failed_fast_probed_and_back() -> Result<()> {
+    let mut c = cluster_with(
+        Target::Kcache,
+        false,
+        "timeout_ms = 500\ntko_timeouts = 3\nprobe_ms = 100\nprobe_max_ms = 200\n",
+    )?;
+    let key = "tko:0";
+    let home = c.node_of(key);
+    let port = c.nodes[home].addr().port();
+    let addr = c.nodes[home].addr().to_string();
+    let mut r = c.router.connect()?;
+    r.expect(
+        format!("set {key} 0 0 1\r\na\r\n").as_bytes(),
+        b"STORED\r\n",
+    )?;
+    // kill -9 (Drop kills), then the next request finds the connection gone or refused.
+    drop(std::mem::replace(
+        &mut c.nodes[home],
+        Server::start(Target::Kcache, &node_config())?,
+    ));
+    // Held so no other test's server takes the port (the harness wants it free for UDP too).
+    let hold = std::net::UdpSocket::bind(("127.0.0.1", port))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = r.call(format!("set {key} 0 0 1\r\nb\r\n").as_bytes())?;
+        ensure!(
+            got.starts_with(b"SERVER_ERROR "),
+            "set on a killed server: {}",
+            show(&got, 200)
+        );
+        if stat(&mut r, "servers", &addr)?.starts_with("hard_tko") {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{addr} never marked down\n{}",
+            c.context()
+        );
+    }
+    // Down: failed at once, no new connection tried, the key not moved to another server.
+    let connects = stat(&mut r, "", "route_connects")?;
+    let got = r.call(format!("set {key} 0 0 1\r\nc\r\n").as_bytes())?;
+    ensure!(
+        got == b"SERVER_ERROR unavailable\r\n",
+        "while down: {}",
+        show(&got, 200)
+    );
+    r.expect(format!("get {key}\r\n").as_bytes(), b"END\r\n")?;
+    ensure!(
+        stat(&mut r, "", "route_connects")? == connects,
+        "a connection tried while down"
+    );
+    ensure!(stat(&mut r, "", "route_fast_fails")?.parse::<u64>()? >= 2);
+    for (i, n) in c.nodes.iter().enumerate().filter(|&(i, _)| i != home) {
+        let got = n.connect()?.call(format!("get {key}\r\n").as_bytes())?;
+        ensure!(
+            got == b"END\r\n",
+            "{key} turned up on node {i}: {}",
+            show(&got, 200)
+        );
+    }
+    // Back on its port: a probe brings it back and the key is served there again.
+    drop(hold);
+    let back = Server::start_on(Target::Kcache, &node_config(), port)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = r.call(format!("set {key} 0 0 1\r\nd\r\n").as_bytes())?;
+        if got == b"STORED\r\n" {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{addr} not back 5 s after restarting: {}\n{}",
+            show(&got, 200),
+            c.context()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ensure!(stat(&mut r, "servers", &addr)?.starts_with("up "));
+    ensure!(stat(&mut r, "", "route_probes")?.parse::<u64>()? >= 1);
+    let got = back.connect()?.call(format!("get {key}\r\n").as_bytes())?;
+    ensure!(
+        got == b"VALUE tko:0 0 1\r\nd\r\nEND\r\n",
+        "on the restarted node: {}",
+        show(&got, 200)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_server_that_never_answers_is_soft_knocked_out_after_three_timeouts() -> Result<()> {
+    // Accepts connections and reads them, never replies.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = hole.local_addr()?.port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hole.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let text = format!(
+        "[pools.main]\nkind = \"hash\"\nservers = [\"127.0.0.1:{port}\"]\n\
+         timeout_ms = 200\ntko_timeouts = 3\nprobe_ms = 60000\nprobe_max_ms = 60000\n"
+    );
+    let config = temp_file("route-hole.toml", &text)?;
+    let router = Server::start_router(&config.0, 1)?;
+    let mut r = router.connect()?;
+    for i in 0..3 {
+        r.expect(b"get k\r\n", b"END\r\n")
+            .with_context(|| format!("get {i}"))?;
+    }
+    ensure!(stat(&mut r, "", "route_timeouts")? == "3");
+    let addr = format!("127.0.0.1:{port}");
+    ensure!(stat(&mut r, "servers", &addr)? == "soft_tko soft_tko:1 hard_tko:0");
+    // Down: answered at once as a miss, not after another timeout.
+    r.expect(b"get k\r\n", b"END\r\n")?;
+    r.expect(b"set k 0 0 1\r\nx\r\n", b"SERVER_ERROR unavailable\r\n")?;
+    ensure!(stat(&mut r, "", "route_timeouts")? == "3");
+    ensure!(stat(&mut r, "", "route_fast_fails")? == "2");
     Ok(())
 }

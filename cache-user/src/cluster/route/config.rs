@@ -10,6 +10,9 @@
 //! hash = "fnv1a_64"             # twemproxy's hash names (hash pools)
 //! servers = ["10.0.0.1:11211:1", "10.0.0.2:11211:1 cache-b"]
 //! timeout_ms = 1000
+//! tko_timeouts = 3              # failed requests in a row that mark a server down
+//! probe_ms = 1000               # first probe of a down server; backs off x1.5 ...
+//! probe_max_ms = 60000          # ... up to this
 //!
 //! [[route]]                     # the longest matching prefix wins; "" matches every key
 //! prefix = ""
@@ -80,6 +83,14 @@ pub(crate) struct PoolConfig {
     /// Milliseconds a request waits for its server's reply.
     #[serde(default = "default_timeout")]
     pub(crate) timeout_ms: u64,
+    /// Consecutive failed requests that mark a server down (soft TKO; `health.rs`).
+    #[serde(default = "default_tko_timeouts")]
+    pub(crate) tko_timeouts: u32,
+    /// Milliseconds from a server going down to its first probe, and the most between probes.
+    #[serde(default = "default_probe")]
+    pub(crate) probe_ms: u64,
+    #[serde(default = "default_probe_max")]
+    pub(crate) probe_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +120,15 @@ fn default_hash() -> String {
 }
 fn default_timeout() -> u64 {
     1000
+}
+fn default_tko_timeouts() -> u32 {
+    3
+}
+fn default_probe() -> u64 {
+    1000
+}
+fn default_probe_max() -> u64 {
+    60_000
 }
 
 /// One server of a pool, as written.
@@ -184,6 +204,14 @@ impl RouteConfig {
         for (name, p) in &self.pools {
             ensure!(!p.servers.is_empty(), "pool {name:?} has no servers");
             ensure!(p.timeout_ms > 0, "pool {name:?}: timeout_ms must be > 0");
+            ensure!(
+                p.tko_timeouts > 0,
+                "pool {name:?}: tko_timeouts must be > 0"
+            );
+            ensure!(
+                p.probe_ms > 0 && p.probe_max_ms >= p.probe_ms,
+                "pool {name:?}: want 0 < probe_ms <= probe_max_ms"
+            );
             if p.kind == PoolKind::Hash && KeyHash::from_name(&p.hash).is_none() {
                 bail!(
                     "pool {name:?}: hash {:?} is none of {:?}",

@@ -38,12 +38,16 @@ enum What {
     Keys { group: u64, i: Option<u32> },
     /// One server's `flush_all`.
     Flush { group: u64 },
+    /// A probe of a server that is down, on connection `out`.
+    Probe { out: OutId },
 }
 
 #[derive(Debug)]
 struct Pending {
     conn: ConnId,
     ticket: Ticket,
+    /// The destination it was sent to.
+    dest: usize,
     what: What,
 }
 
@@ -82,6 +86,10 @@ pub(crate) struct RouteCounters {
     pub(crate) get_errors: u64,
     /// Connections to servers opened.
     pub(crate) connects: u64,
+    /// Requests failed at once because their server is down (TKO).
+    pub(crate) fast_fails: u64,
+    /// Probes of down servers sent.
+    pub(crate) probes: u64,
 }
 
 /// A router shard's backend connections and the replies it waits for.
@@ -200,6 +208,13 @@ impl Shard {
             };
             return self.route_answer(conn, ticket, answer);
         }
+        let down = self.fwd().is_some_and(|f| f.table.health.is_down(to));
+        if down {
+            if let Some(f) = self.fwd() {
+                f.counters.fast_fails += 1;
+            }
+            return self.fail_exec(conn, ticket, &op, "unavailable");
+        }
         let out = match self.out_to(to) {
             Ok(o) => o,
             Err(why) => return self.fail_exec(conn, ticket, &op, &why),
@@ -232,7 +247,15 @@ impl Shard {
                     Some(expect) => {
                         let token = f.token();
                         let what = What::One { quiet, get };
-                        f.pending.insert(token, Pending { conn, ticket, what });
+                        f.pending.insert(
+                            token,
+                            Pending {
+                                conn,
+                                ticket,
+                                dest: to,
+                                what,
+                            },
+                        );
                         self.outbound
                             .send(&mut self.ring, out, &bytes, Some(expect), token, now);
                     }
@@ -257,14 +280,30 @@ impl Shard {
                             group,
                             i: Some(i as u32),
                         };
-                        f.pending.insert(token, Pending { conn, ticket, what });
+                        f.pending.insert(
+                            token,
+                            Pending {
+                                conn,
+                                ticket,
+                                dest: to,
+                                what,
+                            },
+                        );
                         sends.push((text.clone(), token));
                     }
                 } else {
                     keys_request(part.kind, &part, keys, &mut text);
                     let token = f.token();
                     let what = What::Keys { group, i: None };
-                    f.pending.insert(token, Pending { conn, ticket, what });
+                    f.pending.insert(
+                        token,
+                        Pending {
+                            conn,
+                            ticket,
+                            dest: to,
+                            what,
+                        },
+                    );
                     sends.push((text, token));
                 }
                 f.counters.sent += sends.len() as u64;
@@ -338,7 +377,15 @@ impl Shard {
             };
             let token = f.token();
             let what = What::Flush { group };
-            f.pending.insert(token, Pending { conn, ticket, what });
+            f.pending.insert(
+                token,
+                Pending {
+                    conn,
+                    ticket,
+                    dest: d,
+                    what,
+                },
+            );
             match self.out_to(d) {
                 Ok(out) => {
                     self.outbound
@@ -397,6 +444,31 @@ impl Shard {
                 let Some(p) = f.pending.remove(&e.token) else {
                     continue;
                 };
+                if let What::Probe { out } = p.what {
+                    let up = matches!(&e.reply, Ok(b) if b.starts_with(b"VERSION "));
+                    let now = f.table.now_ms();
+                    f.table.health.probed(p.dest, up, now);
+                    if up {
+                        tracing::info!(server = %f.table.dests[p.dest].addr, "up again (probe answered)");
+                    }
+                    self.outbound.close(&mut self.ring, out);
+                    continue;
+                }
+                let now = f.table.now_ms();
+                let health = &f.table.health;
+                match &e.reply {
+                    Ok(_) => health.ok(p.dest),
+                    Err(OutError::Connect(why)) => {
+                        if health.unreachable(p.dest, now) {
+                            tracing::warn!(server = %f.table.dests[p.dest].addr, "down (hard TKO): {why}");
+                        }
+                    }
+                    Err(err) => {
+                        if health.failed(p.dest, now) {
+                            tracing::warn!(server = %f.table.dests[p.dest].addr, "down (soft TKO): {}", why(err));
+                        }
+                    }
+                }
                 let reply = e.reply.map_err(|err| {
                     f.counters.errors += 1;
                     if err == OutError::Timeout {
@@ -422,6 +494,7 @@ impl Shard {
                         self.route_answer(p.conn, p.ticket, Answer::Done(answer));
                     }
                     What::Keys { group, i } => self.keys_reply(group, i, reply),
+                    What::Probe { .. } => {}
                     What::Flush { group } => {
                         let took = reply.and_then(|b| {
                             if b.starts_with(b"OK") {
@@ -506,9 +579,47 @@ impl Shard {
         if self.router.is_none() {
             return;
         }
+        self.probe_down();
         self.outbound
             .check_deadlines(&mut self.ring, Instant::now());
         self.route_events();
+    }
+}
+
+impl Shard {
+    /// Probes the down servers whose probe is due and that no other thread probes: `version`
+    /// on a connection of its own (`health.rs`).
+    fn probe_down(&mut self) {
+        let Some(f) = self.router.as_mut() else {
+            return;
+        };
+        let table = Arc::clone(&f.table);
+        let now = table.now_ms();
+        for d in 0..table.health.len() {
+            if !table.health.claim_probe(d, now) {
+                continue;
+            }
+            let dest = &table.dests[d];
+            let Ok(out) = self.outbound.open(&mut self.ring, dest.addr, dest.timeout) else {
+                table.health.probed(d, false, now);
+                continue;
+            };
+            let Some(f) = self.router.as_mut() else {
+                return;
+            };
+            f.counters.probes += 1;
+            let token = f.token();
+            let pending = Pending {
+                conn: ConnId::from_token(u64::MAX),
+                ticket: Ticket { seq: 0, part: 0 },
+                dest: d,
+                what: What::Probe { out },
+            };
+            f.pending.insert(token, pending);
+            let (bytes, expect) = (b"version\r\n", Some(Expect::Line));
+            self.outbound
+                .send(&mut self.ring, out, bytes, expect, token, Instant::now());
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! A router's `stats`: the process (as memcached names it) and the backend counters of every
-//! shard, summed. `stats reset` zeroes the counters (the engine's host handles it).
+//! shard, summed; `stats servers`, each server's state. `stats reset` zeroes the counters (the
+//! engine's host handles it).
 
 use std::{fmt::Write as _, sync::atomic::Ordering};
 
@@ -14,7 +15,11 @@ pub(crate) fn write_stats(
     now: u32,
     out: &mut Vec<u8>,
 ) {
-    if !args.iter().all(u8::is_ascii_whitespace) {
+    let args = args.trim_ascii();
+    if args == b"servers" {
+        return servers(shared, out);
+    }
+    if !args.is_empty() {
         out.extend_from_slice(b"ERROR\r\n");
         return;
     }
@@ -31,6 +36,8 @@ pub(crate) fn write_stats(
         sum.unroutable += r.unroutable;
         sum.get_errors += r.get_errors;
         sum.connects += r.connects;
+        sum.fast_fails += r.fast_fails;
+        sum.probes += r.probes;
     }
     let servers = shared.route.as_ref().map_or(0, |t| t.dests.len());
     let pools = shared.route.as_ref().map_or(0, |t| t.pools.len());
@@ -62,6 +69,29 @@ pub(crate) fn write_stats(
     stat("route_unroutable", &sum.unroutable);
     stat("route_get_errors", &sum.get_errors);
     stat("route_connects", &sum.connects);
+    stat("route_fast_fails", &sum.fast_fails);
+    stat("route_probes", &sum.probes);
+    let down = shared.route.as_ref().map_or(0, |t| {
+        (0..t.dests.len()).filter(|&d| t.health.is_down(d)).count()
+    });
+    stat("route_servers_down", &down);
     out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(b"END\r\n");
+}
+
+/// `stats servers`: `STAT <addr> <state> soft_tko:<n> hard_tko:<n>` for each server, in the
+/// configuration's order.
+fn servers(shared: &Shared, out: &mut Vec<u8>) {
+    if let Some(t) = &shared.route {
+        for (d, dest) in t.dests.iter().enumerate() {
+            let (soft, hard) = t.health.tkos(d);
+            let line = format!(
+                "STAT {} {} soft_tko:{soft} hard_tko:{hard}\r\n",
+                dest.addr,
+                t.health.state(d).name()
+            );
+            out.extend_from_slice(line.as_bytes());
+        }
+    }
     out.extend_from_slice(b"END\r\n");
 }

@@ -4,7 +4,10 @@
 //! the map gives nobody) is the last one, [`RouteTable::unroutable`], whose requests the host
 //! answers with an error.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result};
 use cache_core::{
@@ -13,7 +16,10 @@ use cache_core::{
     pipeline::Placer,
 };
 
-use super::config::{parse_server, PoolKind, RouteConfig};
+use super::{
+    config::{parse_server, PoolKind, RouteConfig},
+    health::{Health, Rules},
+};
 
 /// One server a router sends to.
 #[derive(Debug, Clone)]
@@ -50,12 +56,17 @@ pub(crate) struct RouteTable {
     /// (prefix, pool), longest prefix first.
     routes: Vec<(Vec<u8>, usize)>,
     flush: bool,
+    /// Whether each server is up, shared by every thread.
+    pub(crate) health: Health,
+    /// The clock `health` runs on.
+    born: Instant,
 }
 
 impl RouteTable {
     pub(crate) fn new(cfg: &RouteConfig) -> Result<RouteTable> {
         let mut dests = Vec::new();
         let mut pools = Vec::new();
+        let mut rules = Vec::new();
         for (name, p) in &cfg.pools {
             let specs = p
                 .servers
@@ -89,6 +100,11 @@ impl RouteTable {
                 }
             };
             let first = dests.len();
+            rules.extend(specs.iter().map(|_| Rules {
+                tko_timeouts: p.tko_timeouts,
+                probe_ms: p.probe_ms,
+                probe_max_ms: p.probe_max_ms,
+            }));
             dests.extend(specs.iter().map(|s| Dest {
                 addr: s.addr,
                 timeout: Duration::from_millis(p.timeout_ms),
@@ -122,7 +138,14 @@ impl RouteTable {
             pools,
             routes,
             flush: cfg.flush_all,
+            health: Health::new(rules),
+            born: Instant::now(),
         })
+    }
+
+    /// Milliseconds on the health clock.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
     }
 
     /// The destination of keys no server stands for.
