@@ -13,6 +13,8 @@
 //! tko_timeouts = 3              # failed requests in a row that mark a server down
 //! probe_ms = 1000               # first probe of a down server; backs off x1.5 ...
 //! probe_max_ms = 60000          # ... up to this
+//! gutter = "gutter"             # a pool that serves a down server's keys (gutter.rs)
+//! gutter_ttl = 10               # seconds a write to the gutter lives at most
 //!
 //! [[route]]                     # the longest matching prefix wins; "" matches every key
 //! prefix = ""
@@ -91,6 +93,12 @@ pub(crate) struct PoolConfig {
     pub(crate) probe_ms: u64,
     #[serde(default = "default_probe_max")]
     pub(crate) probe_max_ms: u64,
+    /// Pool that serves this pool's keys while their server is down (`gutter.rs`).
+    #[serde(default)]
+    pub(crate) gutter: String,
+    /// Seconds at most a write sent to the gutter lives.
+    #[serde(default = "default_gutter_ttl")]
+    pub(crate) gutter_ttl: i32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,6 +128,9 @@ fn default_hash() -> String {
 }
 fn default_timeout() -> u64 {
     1000
+}
+fn default_gutter_ttl() -> i32 {
+    10
 }
 fn default_tko_timeouts() -> u32 {
     3
@@ -208,6 +219,12 @@ impl RouteConfig {
                 p.tko_timeouts > 0,
                 "pool {name:?}: tko_timeouts must be > 0"
             );
+            ensure!(
+                p.gutter.is_empty() || (p.gutter != *name && self.pools.contains_key(&p.gutter)),
+                "pool {name:?}: gutter {:?} is not another pool",
+                p.gutter
+            );
+            ensure!(p.gutter_ttl > 0, "pool {name:?}: gutter_ttl must be > 0");
             ensure!(
                 p.probe_ms > 0 && p.probe_max_ms >= p.probe_ms,
                 "pool {name:?}: want 0 < probe_ms <= probe_max_ms"

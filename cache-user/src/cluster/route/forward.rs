@@ -16,14 +16,14 @@
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use cache_core::{
-    pipeline::{Answer, GetKind, Part, Remote, Ticket},
+    pipeline::{route::one_key, Answer, GetKind, Part, Remote, Ticket},
     protocol::{
         reply::{values, Block, Expect, MN},
         Request,
     },
 };
 
-use super::table::RouteTable;
+use super::{gutter, table::RouteTable};
 use crate::engine::{outbound::OutError, ConnId, OutId, Shard};
 
 /// Most keys of one multiget sent to one server in one request.
@@ -61,6 +61,8 @@ struct Gather {
     /// One reply per key when sent one per request (lease-get); else the one reply.
     replies: Vec<Option<Vec<u8>>>,
     left: usize,
+    /// Sent one request a key (lease-get, or to the gutter): `replies` has one per key.
+    per_key: bool,
 }
 
 /// A `flush_all` sent to every server.
@@ -90,6 +92,8 @@ pub(crate) struct RouteCounters {
     pub(crate) fast_fails: u64,
     /// Probes of down servers sent.
     pub(crate) probes: u64,
+    /// Single-key requests sent to a gutter server because their own server is down.
+    pub(crate) gutter: u64,
 }
 
 /// A router shard's backend connections and the replies it waits for.
@@ -208,121 +212,230 @@ impl Shard {
             };
             return self.route_answer(conn, ticket, answer);
         }
-        let down = self.fwd().is_some_and(|f| f.table.health.is_down(to));
-        if down {
-            if let Some(f) = self.fwd() {
-                f.counters.fast_fails += 1;
-            }
-            return self.fail_exec(conn, ticket, &op, "unavailable");
-        }
-        let out = match self.out_to(to) {
-            Ok(o) => o,
-            Err(why) => return self.fail_exec(conn, ticket, &op, &why),
+        let Some(table) = self.fwd().map(|f| Arc::clone(&f.table)) else {
+            return;
         };
-        let now = Instant::now();
+        let down = table.health.is_down(to);
         match op {
-            Remote::One { req, .. } => {
-                let r = req.request();
-                let quiet = Expect::is_quiet(&r);
-                let get = classic_get(&r);
-                let expect = if quiet {
-                    Some(Expect::Quiet)
-                } else {
-                    Expect::of(&r)
-                };
-                let mut bytes = req.raw().to_vec();
-                if quiet {
-                    bytes.extend_from_slice(b"mn\r\n");
+            Remote::One { req, hash, .. } => {
+                if !down {
+                    return self.send_one(conn, ticket, to, &req, None);
                 }
-                let Some(f) = self.router.as_mut() else {
-                    return;
-                };
-                f.counters.sent += 1;
-                match expect {
-                    None => {
-                        self.outbound
-                            .send(&mut self.ring, out, &bytes, None, 0, now);
-                        self.route_answer(conn, ticket, Answer::Done(Vec::new()));
+                // Down: to the key's gutter server, a store's TTL capped; else failed at once.
+                let r = req.request();
+                let mut scratch = [0u8; 256];
+                let gutter = one_key(&r, &mut scratch)
+                    .and_then(|k| table.gutter_of(to, k, hash))
+                    .filter(|&(g, _)| !table.health.is_down(g));
+                match gutter {
+                    Some((g, cap)) => {
+                        let body = gutter::rewrite(&r, cap, self.now);
+                        if let Some(f) = self.fwd() {
+                            f.counters.gutter += 1;
+                        }
+                        self.send_one(conn, ticket, g, &req, body);
                     }
-                    Some(expect) => {
-                        let token = f.token();
-                        let what = What::One { quiet, get };
-                        f.pending.insert(
-                            token,
-                            Pending {
-                                conn,
-                                ticket,
-                                dest: to,
-                                what,
-                            },
-                        );
-                        self.outbound
-                            .send(&mut self.ring, out, &bytes, Some(expect), token, now);
+                    None => {
+                        if let Some(f) = self.fwd() {
+                            f.counters.fast_fails += 1;
+                        }
+                        let op = Remote::One {
+                            req,
+                            hash,
+                            grant: 0,
+                        };
+                        self.fail_exec(conn, ticket, &op, "unavailable");
                     }
                 }
             }
             Remote::Keys { part, from, .. } => {
                 let n = chunk(&part, from);
-                let keys = &part.keys[from as usize..from as usize + n];
-                let Some(f) = self.router.as_mut() else {
-                    return;
-                };
-                let group = f.token();
-                let per_key = part.kind == GetKind::Lease;
-                let mut text = Vec::new();
-                let mut sends = Vec::new();
-                if per_key {
-                    for (i, &k) in keys.iter().enumerate() {
-                        text.clear();
-                        keys_request(part.kind, &part, &[k], &mut text);
-                        let token = f.token();
-                        let what = What::Keys {
-                            group,
-                            i: Some(i as u32),
-                        };
-                        f.pending.insert(
-                            token,
-                            Pending {
-                                conn,
-                                ticket,
-                                dest: to,
-                                what,
-                            },
-                        );
-                        sends.push((text.clone(), token));
-                    }
+                let positions = &part.keys[from as usize..from as usize + n];
+                // Each key's server: `to`, or while it is down its gutter server (if any and up).
+                let dests: Vec<Option<usize>> = if down {
+                    positions
+                        .iter()
+                        .map(|&k| {
+                            let (key, h) = (part.list.key(k as usize), part.list.hash(k as usize));
+                            table
+                                .gutter_of(to, key, h)
+                                .map(|(g, _)| g)
+                                .filter(|&g| !table.health.is_down(g))
+                        })
+                        .collect()
                 } else {
-                    keys_request(part.kind, &part, keys, &mut text);
-                    let token = f.token();
-                    let what = What::Keys { group, i: None };
-                    f.pending.insert(
-                        token,
-                        Pending {
-                            conn,
-                            ticket,
-                            dest: to,
-                            what,
-                        },
-                    );
-                    sends.push((text, token));
-                }
-                f.counters.sent += sends.len() as u64;
-                let slots = if per_key { n } else { 1 };
-                f.gathers.insert(
-                    group,
-                    Gather {
-                        conn,
-                        ticket,
+                    vec![Some(to); n]
+                };
+                if down && dests.iter().all(Option::is_none) {
+                    if let Some(f) = self.fwd() {
+                        f.counters.fast_fails += 1;
+                    }
+                    let op = Remote::Keys {
                         part,
                         from,
-                        replies: vec![None; slots],
-                        left: slots,
+                        grant: 0,
+                    };
+                    return self.fail_exec(conn, ticket, &op, "unavailable");
+                }
+                let per_key = down || part.kind == GetKind::Lease;
+                self.send_keys(conn, ticket, part, from, &dests, per_key);
+            }
+        }
+    }
+
+    /// Sends a single-key request (`body`, or its bytes as they arrived) to destination `to`.
+    fn send_one(
+        &mut self,
+        conn: ConnId,
+        ticket: Ticket,
+        to: usize,
+        req: &cache_core::protocol::Owned,
+        body: Option<Vec<u8>>,
+    ) {
+        let out = match self.out_to(to) {
+            Ok(o) => o,
+            Err(why) => {
+                let op = Remote::One {
+                    req: req.clone(),
+                    hash: 0,
+                    grant: 0,
+                };
+                return self.fail_exec(conn, ticket, &op, &why);
+            }
+        };
+        let now = Instant::now();
+        let r = req.request();
+        let quiet = Expect::is_quiet(&r);
+        let get = classic_get(&r);
+        let expect = if quiet {
+            Some(Expect::Quiet)
+        } else {
+            Expect::of(&r)
+        };
+        let mut bytes = body.unwrap_or_else(|| req.raw().to_vec());
+        if quiet {
+            bytes.extend_from_slice(b"mn\r\n");
+        }
+        let Some(f) = self.router.as_mut() else {
+            return;
+        };
+        f.counters.sent += 1;
+        match expect {
+            None => {
+                self.outbound
+                    .send(&mut self.ring, out, &bytes, None, 0, now);
+                self.route_answer(conn, ticket, Answer::Done(Vec::new()));
+            }
+            Some(expect) => {
+                let token = f.token();
+                let what = What::One { quiet, get };
+                let p = Pending {
+                    conn,
+                    ticket,
+                    dest: to,
+                    what,
+                };
+                f.pending.insert(token, p);
+                self.outbound
+                    .send(&mut self.ring, out, &bytes, Some(expect), token, now);
+            }
+        }
+    }
+
+    /// Sends keys `from..` of `part` (one chunk): each key `j` to `dests[j]` (`None`: not
+    /// reachable, answered as a miss). `per_key`: one request a key; else one for them all
+    /// (every key then has the same destination).
+    fn send_keys(
+        &mut self,
+        conn: ConnId,
+        ticket: Ticket,
+        part: Part,
+        from: u32,
+        dests: &[Option<usize>],
+        per_key: bool,
+    ) {
+        let n = dests.len();
+        let positions: Vec<u32> = part.keys[from as usize..from as usize + n].to_vec();
+        let Some(f) = self.router.as_mut() else {
+            return;
+        };
+        let group = f.token();
+        let mut sends = Vec::new();
+        let slots = if per_key { n } else { 1 };
+        let mut replies = vec![None; slots];
+        let mut left = slots;
+        if per_key {
+            for (j, &k) in positions.iter().enumerate() {
+                let Some(d) = dests[j] else {
+                    f.counters.get_errors += 1;
+                    replies[j] = Some(Vec::new());
+                    left -= 1;
+                    continue;
+                };
+                let mut text = Vec::new();
+                keys_request(part.kind, &part, &[k], &mut text);
+                let token = f.token();
+                let what = What::Keys {
+                    group,
+                    i: Some(j as u32),
+                };
+                f.pending.insert(
+                    token,
+                    Pending {
+                        conn,
+                        ticket,
+                        dest: d,
+                        what,
                     },
                 );
-                for (bytes, token) in sends {
+                sends.push((d, text, token, Some(j as u32)));
+            }
+        } else if let Some(Some(d)) = dests.first() {
+            let mut text = Vec::new();
+            keys_request(part.kind, &part, &positions, &mut text);
+            let token = f.token();
+            let what = What::Keys { group, i: None };
+            f.pending.insert(
+                token,
+                Pending {
+                    conn,
+                    ticket,
+                    dest: *d,
+                    what,
+                },
+            );
+            sends.push((*d, text, token, None));
+        }
+        f.counters.sent += sends.len() as u64;
+        let g = Gather {
+            conn,
+            ticket,
+            part,
+            from,
+            replies,
+            left,
+            per_key,
+        };
+        if left == 0 {
+            let (answer, errors) = assemble(&g);
+            f.counters.get_errors += errors;
+            return self.route_answer(conn, ticket, answer);
+        }
+        f.gathers.insert(group, g);
+        let now = Instant::now();
+        for (d, bytes, token, slot) in sends {
+            match self.out_to(d) {
+                Ok(out) => {
                     let expect = Some(Expect::Values);
                     self.outbound
                         .send(&mut self.ring, out, &bytes, expect, token, now);
+                }
+                Err(why) => {
+                    if let Some(f) = self.fwd() {
+                        f.pending.remove(&token);
+                        f.counters.errors += 1;
+                    }
+                    self.keys_reply(group, slot, Err(why));
                 }
             }
         }
@@ -644,7 +757,7 @@ fn assemble(g: &Gather) -> (Answer, u64) {
     let mut bytes = Vec::new();
     let mut ends = Vec::new();
     let mut errors = 0u64;
-    if g.part.kind == GetKind::Lease {
+    if g.per_key {
         // One reply per key: its blocks (one at most) are the key's answer.
         for r in &g.replies {
             match r.as_deref().and_then(values) {

@@ -11,6 +11,7 @@
 
 pub(crate) mod config;
 pub(crate) mod forward;
+mod gutter;
 mod health;
 mod stats;
 mod table;

@@ -38,6 +38,7 @@ pub(crate) fn write_stats(
         sum.connects += r.connects;
         sum.fast_fails += r.fast_fails;
         sum.probes += r.probes;
+        sum.gutter += r.gutter;
     }
     let servers = shared.route.as_ref().map_or(0, |t| t.dests.len());
     let pools = shared.route.as_ref().map_or(0, |t| t.pools.len());
@@ -71,6 +72,7 @@ pub(crate) fn write_stats(
     stat("route_connects", &sum.connects);
     stat("route_fast_fails", &sum.fast_fails);
     stat("route_probes", &sum.probes);
+    stat("route_gutter", &sum.gutter);
     let down = shared.route.as_ref().map_or(0, |t| {
         (0..t.dests.len()).filter(|&d| t.health.is_down(d)).count()
     });

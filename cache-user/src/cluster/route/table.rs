@@ -26,6 +26,8 @@ use super::{
 pub(crate) struct Dest {
     pub(crate) addr: SocketAddr,
     pub(crate) timeout: Duration,
+    /// Its pool.
+    pub(crate) pool: usize,
 }
 
 #[derive(Debug)]
@@ -47,6 +49,8 @@ pub(crate) struct Pool {
     first: usize,
     servers: usize,
     how: How,
+    /// The gutter pool's name and the TTL cap of writes sent there.
+    gutter: Option<(String, i32)>,
 }
 
 #[derive(Debug)]
@@ -99,6 +103,7 @@ impl RouteTable {
                     How::Buckets { map }
                 }
             };
+            let index = pools.len();
             let first = dests.len();
             rules.extend(specs.iter().map(|_| Rules {
                 tko_timeouts: p.tko_timeouts,
@@ -107,6 +112,7 @@ impl RouteTable {
             }));
             dests.extend(specs.iter().map(|s| Dest {
                 addr: s.addr,
+                pool: index,
                 timeout: Duration::from_millis(p.timeout_ms),
             }));
             pools.push(Pool {
@@ -114,6 +120,7 @@ impl RouteTable {
                 first,
                 servers: specs.len(),
                 how,
+                gutter: (!p.gutter.is_empty()).then(|| (p.gutter.clone(), p.gutter_ttl)),
             });
         }
         anyhow::ensure!(
@@ -151,6 +158,15 @@ impl RouteTable {
     /// The destination of keys no server stands for.
     pub(crate) fn unroutable(&self) -> usize {
         self.dests.len()
+    }
+
+    /// Where `key` goes while destination `d` (its server) is down: its server in `d`'s pool's
+    /// gutter pool, and the TTL cap; `None` without a gutter.
+    pub(crate) fn gutter_of(&self, d: usize, key: &[u8], hash: u64) -> Option<(usize, i32)> {
+        let pool = self.pools.get(self.dests.get(d)?.pool)?;
+        let (name, ttl) = pool.gutter.as_ref()?;
+        let g = self.pools.iter().find(|p| &p.name == name)?;
+        Some((g.first + g.server(key, hash)?, *ttl))
     }
 
     /// The pool of `key`, if a route matches it.
