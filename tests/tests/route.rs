@@ -16,6 +16,7 @@ struct Cluster {
     router: Server,
     ring: Continuum,
     _config: TempFile,
+    spool: TempFile,
 }
 
 /// A file removed on drop.
@@ -24,7 +25,15 @@ struct TempFile(PathBuf);
 impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A fresh directory path for a router's delete spool (made by the router, removed on drop).
+fn spool_dir() -> Result<TempFile> {
+    let f = temp_file("spool", "")?;
+    std::fs::remove_file(&f.0)?;
+    Ok(f)
 }
 
 fn temp_file(name: &str, text: &str) -> Result<TempFile> {
@@ -69,9 +78,11 @@ fn cluster_with(target: Target, flush_all: bool, pool_lines: &str) -> Result<Clu
         .map(|_| Server::start(target, &node_config()))
         .collect::<Result<Vec<_>>>()?;
     let (servers, ring) = pool(&nodes);
+    let spool = spool_dir()?;
     let text = format!(
-        "flush_all = {flush_all}\n\n[pools.main]\nkind = \"hash\"\nhash = \"md5\"\n\
-         servers = [{servers}]\n{pool_lines}"
+        "flush_all = {flush_all}\nspool_dir = \"{}\"\n\n[pools.main]\nkind = \"hash\"\nhash = \"md5\"\n\
+         servers = [{servers}]\n{pool_lines}",
+        spool.0.display()
     );
     let config = temp_file(&format!("route-{target}.toml"), &text)?;
     let router = Server::start_router(&config.0, 2)?;
@@ -80,6 +91,7 @@ fn cluster_with(target: Target, flush_all: bool, pool_lines: &str) -> Result<Clu
         router,
         ring,
         _config: config,
+        spool,
     })
 }
 
@@ -588,9 +600,11 @@ fn a_server_that_never_answers_is_soft_knocked_out_after_three_timeouts() -> Res
             held.push(s);
         }
     });
+    let spool = spool_dir()?;
     let text = format!(
-        "[pools.main]\nkind = \"hash\"\nservers = [\"127.0.0.1:{port}\"]\n\
-         timeout_ms = 200\ntko_timeouts = 3\nprobe_ms = 60000\nprobe_max_ms = 60000\n"
+        "spool_dir = \"{}\"\n[pools.main]\nkind = \"hash\"\nservers = [\"127.0.0.1:{port}\"]\n\
+         timeout_ms = 200\ntko_timeouts = 3\nprobe_ms = 60000\nprobe_max_ms = 60000\n",
+        spool.0.display()
     );
     let config = temp_file("route-hole.toml", &text)?;
     let router = Server::start_router(&config.0, 1)?;
@@ -617,12 +631,14 @@ fn a_down_servers_keys_go_to_the_gutter_with_ttls_capped_never_to_other_primarie
         .collect::<Result<Vec<_>>>()?;
     let gutter = Server::start(Target::Kcache, &node_config())?;
     let (servers, ring) = pool(&nodes);
+    let spool = spool_dir()?;
     let text = format!(
-        "[pools.main]\nkind = \"hash\"\nhash = \"md5\"\nservers = [{servers}]\n\
+        "spool_dir = \"{}\"\n[pools.main]\nkind = \"hash\"\nhash = \"md5\"\nservers = [{servers}]\n\
          timeout_ms = 500\nprobe_ms = 60000\nprobe_max_ms = 60000\n\
          gutter = \"gutter\"\ngutter_ttl = 10\n\n\
          [pools.gutter]\nkind = \"hash\"\nhash = \"md5\"\n\
          servers = [\"127.0.0.1:{}:1\"]\n\n[[route]]\nprefix = \"\"\npool = \"main\"\n",
+        spool.0.display(),
         gutter.addr().port()
     );
     let config = temp_file("route-gutter.toml", &text)?;
@@ -632,6 +648,7 @@ fn a_down_servers_keys_go_to_the_gutter_with_ttls_capped_never_to_other_primarie
         router,
         ring,
         _config: config,
+        spool,
     };
     let key = "g:0";
     let home = c.node_of(key);
@@ -710,5 +727,83 @@ fn a_down_servers_keys_go_to_the_gutter_with_ttls_capped_never_to_other_primarie
             == b"END\r\n"
     );
     ensure!(stat(&mut r, "", "route_gutter")?.parse::<u64>()? >= 4);
+    Ok(())
+}
+
+#[test]
+fn deletes_a_paused_server_missed_are_spooled_and_replayed_before_it_serves_again() -> Result<()> {
+    use nix::sys::signal::Signal;
+    let c = cluster_with(
+        Target::Kcache,
+        false,
+        "timeout_ms = 300\ntko_timeouts = 3\nprobe_ms = 100\nprobe_max_ms = 200\n",
+    )?;
+    let key = "sp:0";
+    let home = c.node_of(key);
+    let addr = c.nodes[home].addr().to_string();
+    // Another key of the same server, to knock it out with.
+    let probe_key = (1..)
+        .map(|i| format!("sp:{i}"))
+        .find(|k| c.node_of(k) == home)
+        .context("a second key on the node")?;
+    let mut r = c.router.connect()?;
+    r.expect(
+        format!("set {key} 0 0 3\r\nold\r\n").as_bytes(),
+        b"STORED\r\n",
+    )?;
+    c.nodes[home].signal(Signal::SIGSTOP)?;
+    for _ in 0..3 {
+        r.expect(format!("get {probe_key}\r\n").as_bytes(), b"END\r\n")?;
+    }
+    ensure!(stat(&mut r, "servers", &addr)?.starts_with("soft_tko"));
+    // Down: the delete cannot reach it, so it is spooled (on disk, before the reply).
+    let got = r.call(format!("delete {key}\r\n").as_bytes())?;
+    ensure!(
+        got == b"SERVER_ERROR unavailable\r\n",
+        "delete while down: {}",
+        show(&got, 200)
+    );
+    let file = c.spool.0.join(format!("{addr}.spool"));
+    let spooled = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    ensure!(
+        spooled == format!("delete {key}\r\n").as_bytes(),
+        "spool: {}",
+        show(&spooled, 200)
+    );
+    // The server wakes up holding the old value; the probe replays the delete before it counts
+    // as up, so the old value is never read through the router.
+    c.nodes[home].signal(Signal::SIGCONT)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = r.call(format!("get {key}\r\n").as_bytes())?;
+        ensure!(
+            got == b"END\r\n",
+            "read {key} through the router: {}",
+            show(&got, 200)
+        );
+        if stat(&mut r, "servers", &addr)?.starts_with("up ") {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "not back within 5 s\n{}",
+            c.context()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let direct = c.nodes[home]
+        .connect()?
+        .call(format!("get {key}\r\n").as_bytes())?;
+    ensure!(
+        direct == b"END\r\n",
+        "{key} still on its server: {}",
+        show(&direct, 200)
+    );
+    ensure!(stat(&mut r, "", "route_replayed")? == "1");
+    ensure!(
+        std::fs::read(&file)?.is_empty(),
+        "the spool was not emptied"
+    );
+    r.expect(format!("get {key}\r\n").as_bytes(), b"END\r\n")?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! ```toml
 //! port = 22122                  # where clients connect (memcached protocol)
 //! flush_all = false             # send flush_all on to every server, or refuse it
+//! spool_dir = "/var/tmp/kcache-route-spool"  # deletes a down server missed (spool.rs)
 //!
 //! [pools.main]
 //! kind = "hash"                 # "hash": ketama over servers; "buckets": the bucket map
@@ -52,6 +53,9 @@ pub(crate) struct RouteConfig {
     pub(crate) max_connections: usize,
     #[serde(default)]
     pub(crate) flush_all: bool,
+    /// Where deletes that could not reach their server wait to be replayed (`spool.rs`).
+    #[serde(default = "default_spool_dir")]
+    pub(crate) spool_dir: String,
     #[serde(default = "default_log")]
     pub(crate) log: String,
     #[serde(default = "default_true")]
@@ -128,6 +132,9 @@ fn default_hash() -> String {
 }
 fn default_timeout() -> u64 {
     1000
+}
+fn default_spool_dir() -> String {
+    "/var/tmp/kcache-route-spool".into()
 }
 fn default_gutter_ttl() -> i32 {
     10

@@ -23,7 +23,7 @@ use cache_core::{
     },
 };
 
-use super::{gutter, table::RouteTable};
+use super::{gutter, spool, table::RouteTable};
 use crate::engine::{outbound::OutError, ConnId, OutId, Shard};
 
 /// Most keys of one multiget sent to one server in one request.
@@ -33,13 +33,30 @@ pub(crate) const CHUNK_KEYS: usize = 100;
 #[derive(Debug)]
 enum What {
     /// A single-key request; `quiet`: sent with `mn` after it.
-    One { quiet: bool, get: bool },
+    One {
+        quiet: bool,
+        get: bool,
+        /// A delete's spool entry: spooled if no reply comes.
+        spool: Option<Vec<u8>>,
+    },
     /// Keys `from..from + n` of a multiget part (the `i`th of them when sent one per request).
     Keys { group: u64, i: Option<u32> },
     /// One server's `flush_all`.
     Flush { group: u64 },
     /// A probe of a server that is down, on connection `out`.
     Probe { out: OutId },
+    /// A spooled delete replayed on a probe's connection.
+    Replay { group: u64, entry: Vec<u8> },
+}
+
+/// A server's spooled deletes being replayed.
+#[derive(Debug)]
+struct ReplayWait {
+    dest: usize,
+    out: OutId,
+    left: usize,
+    /// Entries not answered (or answered with an error): spooled again.
+    failed: Vec<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -94,6 +111,9 @@ pub(crate) struct RouteCounters {
     pub(crate) probes: u64,
     /// Single-key requests sent to a gutter server because their own server is down.
     pub(crate) gutter: u64,
+    /// Deletes written to the spool, and spooled deletes replayed (answered).
+    pub(crate) spooled: u64,
+    pub(crate) replayed: u64,
 }
 
 /// A router shard's backend connections and the replies it waits for.
@@ -104,6 +124,7 @@ pub(crate) struct Forward {
     pending: HashMap<u64, Pending>,
     gathers: HashMap<u64, Gather>,
     flushes: HashMap<u64, FlushWait>,
+    replays: HashMap<u64, ReplayWait>,
     next: u64,
     /// Answers made without a reply (noreply, errors), delivered from the event loop: a
     /// session is never called back from inside its own dispatch.
@@ -121,6 +142,7 @@ impl Forward {
             pending: HashMap::new(),
             gathers: HashMap::new(),
             flushes: HashMap::new(),
+            replays: HashMap::new(),
             next: 1,
             ready: Vec::new(),
             host_done: Vec::new(),
@@ -222,7 +244,11 @@ impl Shard {
                     return self.send_one(conn, ticket, to, &req, None);
                 }
                 // Down: to the key's gutter server, a store's TTL capped; else failed at once.
+                // A delete is spooled for the server either way.
                 let r = req.request();
+                if let Some(e) = spool::entry(&r) {
+                    self.spool(to, &e);
+                }
                 let mut scratch = [0u8; 256];
                 let gutter = one_key(&r, &mut scratch)
                     .and_then(|k| table.gutter_of(to, k, hash))
@@ -295,6 +321,9 @@ impl Shard {
         let out = match self.out_to(to) {
             Ok(o) => o,
             Err(why) => {
+                if let Some(e) = spool::entry(&req.request()) {
+                    self.spool(to, &e);
+                }
                 let op = Remote::One {
                     req: req.clone(),
                     hash: 0,
@@ -328,7 +357,11 @@ impl Shard {
             }
             Some(expect) => {
                 let token = f.token();
-                let what = What::One { quiet, get };
+                let what = What::One {
+                    quiet,
+                    get,
+                    spool: spool::entry(&r),
+                };
                 let p = Pending {
                     conn,
                     ticket,
@@ -559,12 +592,11 @@ impl Shard {
                 };
                 if let What::Probe { out } = p.what {
                     let up = matches!(&e.reply, Ok(b) if b.starts_with(b"VERSION "));
-                    let now = f.table.now_ms();
-                    f.table.health.probed(p.dest, up, now);
-                    if up {
-                        tracing::info!(server = %f.table.dests[p.dest].addr, "up again (probe answered)");
-                    }
-                    self.outbound.close(&mut self.ring, out);
+                    self.probe_answered(p.dest, out, up);
+                    continue;
+                }
+                if let What::Replay { group, entry } = p.what {
+                    self.replay_answered(group, entry, &e.reply);
                     continue;
                 }
                 let now = f.table.now_ms();
@@ -590,7 +622,13 @@ impl Shard {
                     why(&err)
                 });
                 match p.what {
-                    What::One { quiet, get } => {
+                    What::One { quiet, get, spool } => {
+                        if let (Err(_), Some(entry)) = (&reply, &spool) {
+                            f.counters.spooled += 1;
+                            if let Err(e) = f.table.spool.append(p.dest, entry) {
+                                tracing::error!("spooling a delete: {e:#}");
+                            }
+                        }
                         let answer = match reply {
                             Ok(mut bytes) => {
                                 if quiet {
@@ -607,7 +645,7 @@ impl Shard {
                         self.route_answer(p.conn, p.ticket, Answer::Done(answer));
                     }
                     What::Keys { group, i } => self.keys_reply(group, i, reply),
-                    What::Probe { .. } => {}
+                    What::Probe { .. } | What::Replay { .. } => {}
                     What::Flush { group } => {
                         let took = reply.and_then(|b| {
                             if b.starts_with(b"OK") {
@@ -700,6 +738,111 @@ impl Shard {
 }
 
 impl Shard {
+    /// Spools `entry` (a delete) for destination `d`.
+    fn spool(&mut self, d: usize, entry: &[u8]) {
+        let Some(f) = self.router.as_mut() else {
+            return;
+        };
+        f.counters.spooled += 1;
+        if let Err(e) = f.table.spool.append(d, entry) {
+            tracing::error!(server = %f.table.dests[d].addr, "spooling a delete: {e:#}");
+        }
+    }
+
+    /// A probe of `d` came back: if it answered, its spooled deletes are replayed on the probe's
+    /// connection before it counts as up (`spool.rs`).
+    fn probe_answered(&mut self, d: usize, out: OutId, up: bool) {
+        let Some(f) = self.router.as_mut() else {
+            return;
+        };
+        let table = Arc::clone(&f.table);
+        let entries = if up {
+            table.spool.take(d).unwrap_or_else(|e| {
+                tracing::error!(server = %table.dests[d].addr, "reading the spool: {e:#}");
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
+        if !up || entries.is_empty() {
+            table.health.probed(d, up, table.now_ms());
+            if up {
+                tracing::info!(server = %table.dests[d].addr, "up again (probe answered)");
+            }
+            return self.outbound.close(&mut self.ring, out);
+        }
+        let group = f.token();
+        f.replays.insert(
+            group,
+            ReplayWait {
+                dest: d,
+                out,
+                left: entries.len(),
+                failed: Vec::new(),
+            },
+        );
+        let now = Instant::now();
+        for entry in entries {
+            let Some(f) = self.router.as_mut() else {
+                return;
+            };
+            let token = f.token();
+            let expect = if entry.starts_with(b"md ") {
+                Expect::Meta
+            } else {
+                Expect::Line
+            };
+            self.outbound
+                .send(&mut self.ring, out, &entry, Some(expect), token, now);
+            let Some(f) = self.router.as_mut() else {
+                return;
+            };
+            let pending = Pending {
+                conn: ConnId::from_token(u64::MAX),
+                ticket: Ticket { seq: 0, part: 0 },
+                dest: d,
+                what: What::Replay { group, entry },
+            };
+            f.pending.insert(token, pending);
+        }
+    }
+
+    /// One replayed delete's reply; once all are in, the server is up (or, if any failed, they
+    /// are spooled again and the next probe waits).
+    fn replay_answered(&mut self, group: u64, entry: Vec<u8>, reply: &Result<Vec<u8>, OutError>) {
+        let Some(f) = self.router.as_mut() else {
+            return;
+        };
+        let Some(w) = f.replays.get_mut(&group) else {
+            return;
+        };
+        let took = matches!(reply, Ok(b) if !is_error_line(b));
+        if took {
+            f.counters.replayed += 1;
+        } else {
+            w.failed.push(entry);
+        }
+        w.left -= 1;
+        if w.left > 0 {
+            return;
+        }
+        let Some(w) = f.replays.remove(&group) else {
+            return;
+        };
+        let table = Arc::clone(&f.table);
+        let ok = w.failed.is_empty();
+        for e in &w.failed {
+            if let Err(err) = table.spool.append(w.dest, e) {
+                tracing::error!(server = %table.dests[w.dest].addr, "spooling again: {err:#}");
+            }
+        }
+        table.health.probed(w.dest, ok, table.now_ms());
+        if ok {
+            tracing::info!(server = %table.dests[w.dest].addr, "up again (spooled deletes replayed)");
+        }
+        self.outbound.close(&mut self.ring, w.out);
+    }
+
     /// Probes the down servers whose probe is due and that no other thread probes: `version`
     /// on a connection of its own (`health.rs`).
     fn probe_down(&mut self) {
@@ -734,6 +877,11 @@ impl Shard {
                 .send(&mut self.ring, out, bytes, expect, token, Instant::now());
         }
     }
+}
+
+/// Whether a reply is an error line (a replayed delete it does not count as done).
+fn is_error_line(b: &[u8]) -> bool {
+    b.starts_with(b"ERROR") || b.starts_with(b"CLIENT_ERROR") || b.starts_with(b"SERVER_ERROR")
 }
 
 /// Keys of `part` from `from` sent in one go.

@@ -13,6 +13,7 @@ pub(crate) mod config;
 pub(crate) mod forward;
 mod gutter;
 mod health;
+mod spool;
 mod stats;
 mod table;
 

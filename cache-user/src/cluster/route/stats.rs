@@ -39,6 +39,8 @@ pub(crate) fn write_stats(
         sum.fast_fails += r.fast_fails;
         sum.probes += r.probes;
         sum.gutter += r.gutter;
+        sum.spooled += r.spooled;
+        sum.replayed += r.replayed;
     }
     let servers = shared.route.as_ref().map_or(0, |t| t.dests.len());
     let pools = shared.route.as_ref().map_or(0, |t| t.pools.len());
@@ -73,6 +75,8 @@ pub(crate) fn write_stats(
     stat("route_fast_fails", &sum.fast_fails);
     stat("route_probes", &sum.probes);
     stat("route_gutter", &sum.gutter);
+    stat("route_spooled", &sum.spooled);
+    stat("route_replayed", &sum.replayed);
     let down = shared.route.as_ref().map_or(0, |t| {
         (0..t.dests.len()).filter(|&d| t.health.is_down(d)).count()
     });

@@ -19,6 +19,7 @@ use cache_core::{
 use super::{
     config::{parse_server, PoolKind, RouteConfig},
     health::{Health, Rules},
+    spool::Spool,
 };
 
 /// One server a router sends to.
@@ -64,6 +65,8 @@ pub(crate) struct RouteTable {
     pub(crate) health: Health,
     /// The clock `health` runs on.
     born: Instant,
+    /// Deletes waiting for their server.
+    pub(crate) spool: Spool,
 }
 
 impl RouteTable {
@@ -140,13 +143,25 @@ impl RouteTable {
             routes.push((Vec::new(), 0));
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+        let addrs: Vec<SocketAddr> = dests.iter().map(|d| d.addr).collect();
+        let spool = Spool::open(std::path::Path::new(&cfg.spool_dir), &addrs)?;
+        let health = Health::new(rules);
+        // Deletes left from an earlier run go first: their servers count as down until a
+        // probe has replayed them.
+        for (d, dest) in dests.iter().enumerate() {
+            if spool.pending(d) {
+                tracing::warn!(server = %dest.addr, "spooled deletes from an earlier run: replaying before use");
+                health.unreachable(d, 0);
+            }
+        }
         Ok(RouteTable {
             dests,
             pools,
             routes,
             flush: cfg.flush_all,
-            health: Health::new(rules),
+            health,
             born: Instant::now(),
+            spool,
         })
     }
 
@@ -218,7 +233,9 @@ mod tests {
     use super::*;
 
     fn table(text: &str) -> RouteTable {
-        let cfg = RouteConfig::from_toml(text).unwrap_or_else(|e| panic!("{e:#}"));
+        let mut cfg = RouteConfig::from_toml(text).unwrap_or_else(|e| panic!("{e:#}"));
+        let dir = std::env::temp_dir().join(format!("kcache-spool-unit-{}", std::process::id()));
+        cfg.spool_dir = dir.display().to_string();
         RouteTable::new(&cfg).unwrap_or_else(|e| panic!("{e:#}"))
     }
 
