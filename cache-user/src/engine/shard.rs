@@ -215,6 +215,7 @@ impl Shard {
             self.wake_waiters();
             if self.router.is_some() {
                 self.route_events();
+                self.outbound.flush(&mut self.ring);
             }
             self.flush_dirty();
             if shared.shutdown.load(Ordering::Acquire) && !self.stopping {

@@ -117,6 +117,8 @@ struct Out {
 pub(crate) struct Outbounds {
     outs: Slab<Out>,
     events: Vec<OutEvent>,
+    /// Connections with requests queued since the last [`Outbounds::flush`].
+    dirty: Vec<OutId>,
 }
 
 #[cfg_attr(
@@ -166,11 +168,11 @@ impl Outbounds {
         Ok(id)
     }
 
-    /// Sends `bytes` (whole requests) on `out`; when `expect` is given, a reply is awaited and
-    /// reported with `token`. A closed or unknown connection reports the failure at once.
+    /// Queues `bytes` (whole requests) on `out`, sent at the next [`Outbounds::flush`]; when
+    /// `expect` is given, a reply is awaited and reported with `token`. A closed or unknown
+    /// connection reports the failure at once.
     pub(crate) fn send(
         &mut self,
-        ring: &mut Ring,
         out: OutId,
         bytes: &[u8],
         expect: Option<Expect>,
@@ -188,6 +190,7 @@ impl Outbounds {
             }
             return;
         };
+        let first = o.queued.is_empty();
         o.queued.extend_from_slice(bytes);
         if let Some(expect) = expect {
             o.waiting.push_back(Waiting {
@@ -196,7 +199,22 @@ impl Outbounds {
                 deadline: now + o.timeout,
             });
         }
-        self.pump(ring, out);
+        // Sent at the end of the loop turn, with whatever else this turn queues for it.
+        if first {
+            self.dirty.push(out);
+        }
+    }
+
+    /// Starts the sends of everything queued since the last call: requests a turn queued for
+    /// one server go in one send (called once a loop turn, before the shard sleeps).
+    pub(crate) fn flush(&mut self, ring: &mut Ring) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for out in dirty.drain(..) {
+            self.pump(ring, out);
+        }
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
     }
 
     /// Starts the send and the receive a ready connection needs.

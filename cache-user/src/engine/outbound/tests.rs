@@ -21,6 +21,7 @@ fn drive(ring: &mut Ring, outs: &mut Outbounds, n: usize, limit: Duration) -> Ve
     let mut events = Vec::new();
     let mut cqes = Vec::new();
     while events.len() < n && start.elapsed() < limit {
+        outs.flush(ring);
         let ts = Box::new(Timespec::from(Duration::from_millis(10)));
         let e = opcode::Timeout::new(&*ts).build();
         ring.submit(e, Op::Tick(ts));
@@ -108,40 +109,19 @@ fn requests_pipeline_over_a_live_server_and_come_back_in_order() {
     for i in 0..100u64 {
         let value = format!("v{i}\r\nEND\r\n");
         let set = format!("set k{i} 0 0 {}\r\n{value}\r\n", value.len());
-        outs.send(
-            &mut ring,
-            out,
-            set.as_bytes(),
-            Some(Expect::Line),
-            3 * i,
-            now,
-        );
+        outs.send(out, set.as_bytes(), Some(Expect::Line), 3 * i, now);
         want.push((3 * i, b"STORED\r\n".to_vec()));
         let noreply = format!("set n{i} 0 0 1 noreply\r\nx\r\n");
-        outs.send(&mut ring, out, noreply.as_bytes(), None, 0, now);
+        outs.send(out, noreply.as_bytes(), None, 0, now);
         let get = format!("get k{i} n{i} nothing\r\n");
-        outs.send(
-            &mut ring,
-            out,
-            get.as_bytes(),
-            Some(Expect::Values),
-            3 * i + 1,
-            now,
-        );
+        outs.send(out, get.as_bytes(), Some(Expect::Values), 3 * i + 1, now);
         let reply = format!(
             "VALUE k{i} 0 {}\r\n{value}\r\nVALUE n{i} 0 1\r\nx\r\nEND\r\n",
             value.len()
         );
         want.push((3 * i + 1, reply.into_bytes()));
         let mg = format!("mg k{i} v s\r\n");
-        outs.send(
-            &mut ring,
-            out,
-            mg.as_bytes(),
-            Some(Expect::Meta),
-            3 * i + 2,
-            now,
-        );
+        outs.send(out, mg.as_bytes(), Some(Expect::Meta), 3 * i + 2, now);
         want.push((
             3 * i + 2,
             format!("VA {0} s{0}\r\n{value}\r\n", value.len()).into_bytes(),
@@ -168,8 +148,8 @@ fn a_silent_server_times_out_and_a_missing_one_is_refused() {
     let out = outs
         .open(&mut ring, addr, Duration::from_millis(200))
         .unwrap_or_else(|e| panic!("{e:#}"));
-    outs.send(&mut ring, out, b"get a\r\n", Some(Expect::Values), 1, now);
-    outs.send(&mut ring, out, b"get b\r\n", Some(Expect::Values), 2, now);
+    outs.send(out, b"get a\r\n", Some(Expect::Values), 1, now);
+    outs.send(out, b"get b\r\n", Some(Expect::Values), 2, now);
     let events = drive(&mut ring, &mut outs, 2, Duration::from_secs(5));
     let replies: Vec<_> = events.iter().map(|e| (e.token, e.reply.clone())).collect();
     assert_eq!(
@@ -182,14 +162,7 @@ fn a_silent_server_times_out_and_a_missing_one_is_refused() {
     let out = outs
         .open(&mut ring, gone, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e:#}"));
-    outs.send(
-        &mut ring,
-        out,
-        b"version\r\n",
-        Some(Expect::Line),
-        3,
-        Instant::now(),
-    );
+    outs.send(out, b"version\r\n", Some(Expect::Line), 3, Instant::now());
     let events = drive(&mut ring, &mut outs, 1, Duration::from_secs(5));
     assert!(
         matches!(
@@ -203,14 +176,7 @@ fn a_silent_server_times_out_and_a_missing_one_is_refused() {
         "{events:?}"
     );
     // A send on a closed connection fails at once.
-    outs.send(
-        &mut ring,
-        out,
-        b"version\r\n",
-        Some(Expect::Line),
-        4,
-        Instant::now(),
-    );
+    outs.send(out, b"version\r\n", Some(Expect::Line), 4, Instant::now());
     assert!(matches!(
         &outs.take_events()[..],
         [OutEvent {
@@ -239,14 +205,7 @@ fn a_server_that_hangs_up_fails_what_is_in_flight() {
     let out = outs
         .open(&mut ring, addr, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e:#}"));
-    outs.send(
-        &mut ring,
-        out,
-        b"get a\r\n",
-        Some(Expect::Values),
-        7,
-        Instant::now(),
-    );
+    outs.send(out, b"get a\r\n", Some(Expect::Values), 7, Instant::now());
     let events = drive(&mut ring, &mut outs, 1, Duration::from_secs(5));
     let _ = server.join();
     assert!(

@@ -62,8 +62,7 @@ impl Shard {
             } else {
                 Expect::Line
             };
-            self.outbound
-                .send(&mut self.ring, out, &entry, Some(expect), token, now);
+            self.outbound.send(out, &entry, Some(expect), token, now);
             let Some(f) = self.router.as_mut() else {
                 return;
             };
@@ -149,7 +148,7 @@ impl Shard {
             f.pending.insert(token, pending);
             let (bytes, expect) = (b"version\r\n", Some(Expect::Line));
             self.outbound
-                .send(&mut self.ring, out, bytes, expect, token, Instant::now());
+                .send(out, bytes, expect, token, Instant::now());
         }
     }
 }

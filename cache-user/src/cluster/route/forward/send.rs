@@ -141,8 +141,7 @@ impl Shard {
         f.counters.sent += 1;
         match expect {
             None => {
-                self.outbound
-                    .send(&mut self.ring, out, &bytes, None, 0, now);
+                self.outbound.send(out, &bytes, None, 0, now);
                 self.route_answer(conn, ticket, Answer::Done(Vec::new()));
             }
             Some(expect) => {
@@ -159,8 +158,7 @@ impl Shard {
                     what,
                 };
                 f.pending.insert(token, p);
-                self.outbound
-                    .send(&mut self.ring, out, &bytes, Some(expect), token, now);
+                self.outbound.send(out, &bytes, Some(expect), token, now);
             }
         }
     }
@@ -250,8 +248,7 @@ impl Shard {
             match self.out_to(d) {
                 Ok(out) => {
                     let expect = Some(Expect::Values);
-                    self.outbound
-                        .send(&mut self.ring, out, &bytes, expect, token, now);
+                    self.outbound.send(out, &bytes, expect, token, now);
                 }
                 Err(why) => {
                     if let Some(f) = self.fwd() {
@@ -325,7 +322,7 @@ impl Shard {
             match self.out_to(d) {
                 Ok(out) => {
                     self.outbound
-                        .send(&mut self.ring, out, &text, Some(Expect::Line), token, now);
+                        .send(out, &text, Some(Expect::Line), token, now);
                 }
                 Err(why) => {
                     if let Some(f) = self.router.as_mut() {
