@@ -51,6 +51,8 @@ pub struct Config {
     /// A command (and its arguments) that runs the server, exec'ing it, such as `prlimit
     /// --nofile=64:64`; empty runs it directly.
     pub wrap: Vec<String>,
+    /// More arguments for the server, after the others (kcache: `--bucket-map`, `--node-id`).
+    pub extra: Vec<String>,
 }
 
 impl Config {
@@ -112,6 +114,7 @@ impl Config {
                 args.extend([flag.to_owned(), value]);
             }
         }
+        args.extend(self.extra.iter().cloned());
         args
     }
 }

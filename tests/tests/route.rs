@@ -807,3 +807,66 @@ fn deletes_a_paused_server_missed_are_spooled_and_replayed_before_it_serves_agai
     r.expect(format!("get {key}\r\n").as_bytes(), b"END\r\n")?;
     Ok(())
 }
+
+#[test]
+fn a_refused_bucket_makes_the_router_reload_its_map_and_retry_once() -> Result<()> {
+    use cache_core::bucket::{khash, vbucket_of, BucketMap};
+    let dir = spool_dir()?;
+    std::fs::create_dir_all(&dir.0)?;
+    // The nodes know epoch 2 (buckets split over nodes 0 and 1); the router starts on epoch 1
+    // (every bucket on node 0).
+    let new = BucketMap::balanced(&[0, 1], 2).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let old = BucketMap::new_single(0).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let node_map = dir.0.join("node.map");
+    std::fs::write(&node_map, new.to_text())?;
+    let nodes = (0..2)
+        .map(|id| {
+            let mut cfg = node_config();
+            cfg.extra = vec![
+                "--node-id".into(),
+                id.to_string(),
+                "--bucket-map".into(),
+                node_map.display().to_string(),
+            ];
+            Server::start(Target::Kcache, &cfg)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let router_map = dir.0.join("router.map");
+    std::fs::write(&router_map, old.to_text())?;
+    let text = format!(
+        "spool_dir = \"{}\"\n[pools.n]\nkind = \"buckets\"\nmap = \"{}\"\n\
+         servers = [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n",
+        dir.0.join("spool").display(),
+        router_map.display(),
+        nodes[0].addr().port(),
+        nodes[1].addr().port()
+    );
+    let config = temp_file("route-buckets.toml", &text)?;
+    let router = Server::start_router(&config.0, 1)?;
+    let key = (0..)
+        .map(|i| format!("b:{i}"))
+        .find(|k| new.owner(vbucket_of(khash(k.as_bytes()))) == Some(1))
+        .context("a key of node 1")?;
+    // The map moved on: the file now says epoch 2, the router has not read it yet.
+    std::fs::write(&router_map, new.to_text())?;
+    let mut r = router.connect()?;
+    let got = r.call(format!("set {key} 0 0 1\r\nv\r\n").as_bytes())?;
+    ensure!(
+        got == b"STORED\r\n",
+        "set after the move: {}\n--- router log\n{}",
+        show(&got, 200),
+        router.log()
+    );
+    ensure!(stat(&mut r, "", "route_retries")? == "1");
+    let on_owner = nodes[1]
+        .connect()?
+        .call(format!("get {key}\r\n").as_bytes())?;
+    ensure!(on_owner == format!("VALUE {key} 0 1\r\nv\r\nEND\r\n").as_bytes());
+    // From now on it goes to the owner at once.
+    r.expect(
+        format!("get {key}\r\n").as_bytes(),
+        format!("VALUE {key} 0 1\r\nv\r\nEND\r\n").as_bytes(),
+    )?;
+    ensure!(stat(&mut r, "", "route_retries")? == "1");
+    Ok(())
+}

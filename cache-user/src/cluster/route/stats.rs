@@ -41,6 +41,7 @@ pub(crate) fn write_stats(
         sum.gutter += r.gutter;
         sum.spooled += r.spooled;
         sum.replayed += r.replayed;
+        sum.retries += r.retries;
     }
     let servers = shared.route.as_ref().map_or(0, |t| t.dests.len());
     let pools = shared.route.as_ref().map_or(0, |t| t.pools.len());
@@ -77,6 +78,7 @@ pub(crate) fn write_stats(
     stat("route_gutter", &sum.gutter);
     stat("route_spooled", &sum.spooled);
     stat("route_replayed", &sum.replayed);
+    stat("route_retries", &sum.retries);
     let down = shared.route.as_ref().map_or(0, |t| {
         (0..t.dests.len()).filter(|&d| t.health.is_down(d)).count()
     });

@@ -6,6 +6,7 @@
 
 use std::{
     net::SocketAddr,
+    sync::{Arc, PoisonError, RwLock},
     time::{Duration, Instant},
 };
 
@@ -39,7 +40,9 @@ enum How {
         tag: Option<[u8; 2]>,
     },
     Buckets {
-        map: BucketMap,
+        /// The map, replaced when a server refuses a key and the file has a newer epoch.
+        map: RwLock<Arc<BucketMap>>,
+        path: String,
     },
 }
 
@@ -103,7 +106,10 @@ impl RouteTable {
                         .with_context(|| format!("pool {name:?}: reading map {}", p.map))?;
                     let map = BucketMap::from_text(&text)
                         .with_context(|| format!("pool {name:?}: decoding map {}", p.map))?;
-                    How::Buckets { map }
+                    How::Buckets {
+                        map: RwLock::new(Arc::new(map)),
+                        path: p.map.clone(),
+                    }
                 }
             };
             let index = pools.len();
@@ -184,6 +190,43 @@ impl RouteTable {
         Some((g.first + g.server(key, hash)?, *ttl))
     }
 
+    /// Whether destination `d` is in a bucket-map pool (its refusals are worth a retry).
+    pub(crate) fn by_buckets(&self, d: usize) -> bool {
+        self.dests
+            .get(d)
+            .and_then(|x| self.pools.get(x.pool))
+            .is_some_and(|p| matches!(p.how, How::Buckets { .. }))
+    }
+
+    /// After destination `d` refused a key as not its bucket's: reads its pool's map file
+    /// again and takes it if its epoch is newer. Returns whether the map changed.
+    pub(crate) fn reload_map(&self, d: usize) -> bool {
+        let Some(pool) = self.dests.get(d).and_then(|x| self.pools.get(x.pool)) else {
+            return false;
+        };
+        let How::Buckets { map, path } = &pool.how else {
+            return false;
+        };
+        let newer = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| BucketMap::from_text(&t).map_err(|e| e.to_string()));
+        match newer {
+            Ok(m) => {
+                let mut held = map.write().unwrap_or_else(PoisonError::into_inner);
+                if m.epoch() <= held.epoch() {
+                    return false;
+                }
+                tracing::info!(pool = %pool.name, epoch = m.epoch(), "bucket map reloaded after a refusal");
+                *held = Arc::new(m);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(pool = %pool.name, "reloading the bucket map {path}: {e}");
+                false
+            }
+        }
+    }
+
     /// The pool of `key`, if a route matches it.
     fn pool_of(&self, key: &[u8]) -> Option<&Pool> {
         let (_, p) = self
@@ -202,7 +245,8 @@ impl Pool {
                 let k = tag.map_or(key, |t| hash_tag(key, t));
                 Some(ring.locate(*hash, k))
             }
-            How::Buckets { map } => {
+            How::Buckets { map, .. } => {
+                let map = map.read().unwrap_or_else(PoisonError::into_inner);
                 let node = map.owner(vbucket_of(hash))? as usize;
                 (node < self.servers).then_some(node)
             }

@@ -39,6 +39,9 @@ enum What {
         get: bool,
         /// A delete's spool entry: spooled if no reply comes.
         spool: Option<Vec<u8>>,
+        /// A first try at a bucket-map server: the request and its key's hash, to send again
+        /// if the server refuses the key as not its bucket's.
+        retry: Option<Box<(cache_core::protocol::Owned, u64)>>,
     },
     /// Keys `from..from + n` of a multiget part (the `i`th of them when sent one per request).
     Keys { group: u64, i: Option<u32> },
@@ -115,6 +118,8 @@ pub(crate) struct RouteCounters {
     /// Deletes written to the spool, and spooled deletes replayed (answered).
     pub(crate) spooled: u64,
     pub(crate) replayed: u64,
+    /// Requests sent again to a key's new owner after a `not my vbucket` refusal.
+    pub(crate) retries: u64,
 }
 
 /// A router shard's backend connections and the replies it waits for.

@@ -1,10 +1,15 @@
 //! Replies: backend events to the sessions waiting for them, multiget chunks put back
 //! together in key order, `flush_all`'s barrier.
 
+use std::sync::Arc;
+
 use cache_core::{
-    pipeline::Answer,
+    pipeline::{route::one_key, Answer, Placer},
     protocol::reply::{values, Block, MN},
 };
+
+/// How a kcache node refuses a key whose bucket it does not own.
+const NOT_MY_VBUCKET: &[u8] = b"SERVER_ERROR not my vbucket";
 
 use super::*;
 
@@ -84,7 +89,26 @@ impl Shard {
                     why(&err)
                 });
                 match p.what {
-                    What::One { quiet, get, spool } => {
+                    What::One {
+                        quiet,
+                        get,
+                        spool,
+                        retry,
+                    } => {
+                        let refused = matches!(&reply, Ok(b) if b.starts_with(NOT_MY_VBUCKET));
+                        if let (true, Some(again)) = (refused, retry) {
+                            let (req, hash) = *again;
+                            let table = Arc::clone(&f.table);
+                            table.reload_map(p.dest);
+                            let mut scratch = [0u8; 256];
+                            let r = req.request();
+                            let to = one_key(&r, &mut scratch).map(|k| table.place(k, hash));
+                            if let Some(to) = to.filter(|&t| t != p.dest) {
+                                f.counters.retries += 1;
+                                self.send_one(p.conn, p.ticket, to, &req, None, None);
+                                continue;
+                            }
+                        }
                         if let (Err(_), Some(entry)) = (&reply, &spool) {
                             f.counters.spooled += 1;
                             if let Err(e) = f.table.spool.append(p.dest, entry) {

@@ -31,7 +31,8 @@ impl Shard {
         match op {
             Remote::One { req, hash, .. } => {
                 if !down {
-                    return self.send_one(conn, ticket, to, &req, None);
+                    let retry = table.by_buckets(to).then_some(hash);
+                    return self.send_one(conn, ticket, to, &req, None, retry);
                 }
                 // Down: to the key's gutter server, a store's TTL capped; else failed at once.
                 // A delete is spooled for the server either way.
@@ -49,7 +50,7 @@ impl Shard {
                         if let Some(f) = self.fwd() {
                             f.counters.gutter += 1;
                         }
-                        self.send_one(conn, ticket, g, &req, body);
+                        self.send_one(conn, ticket, g, &req, body, None);
                     }
                     None => {
                         if let Some(f) = self.fwd() {
@@ -99,7 +100,9 @@ impl Shard {
         }
     }
 
-    /// Sends a single-key request (`body`, or its bytes as they arrived) to destination `to`.
+    /// Sends a single-key request (`body`, or its bytes as they arrived) to destination `to`;
+    /// `retry` (its key's hash) on a first try at a bucket-map server, to be sent again to the
+    /// key's new owner if refused (`replies.rs`).
     pub(super) fn send_one(
         &mut self,
         conn: ConnId,
@@ -107,6 +110,7 @@ impl Shard {
         to: usize,
         req: &cache_core::protocol::Owned,
         body: Option<Vec<u8>>,
+        retry: Option<u64>,
     ) {
         let out = match self.out_to(to) {
             Ok(o) => o,
@@ -150,6 +154,7 @@ impl Shard {
                     quiet,
                     get,
                     spool: spool::entry(&r),
+                    retry: retry.map(|h| Box::new((req.clone(), h))),
                 };
                 let p = Pending {
                     conn,
