@@ -134,60 +134,13 @@ pub struct Server {
 impl Server {
     /// Starts `target` with `config` on a free port and waits until it listens.
     pub fn start(target: Target, config: &Config) -> Result<Server> {
-        let (program, mut leading) = match target {
-            Target::Kcache => (kcache::bin()?, vec!["serve".to_owned()]),
-            Target::Memcached => (tools::require("memcached")?, Vec::new()),
-        };
-        if target == Target::Memcached && nix::unistd::geteuid().is_root() {
-            // memcached refuses to run as root without `-u`.
-            leading.extend(["-u".to_owned(), "root".to_owned()]);
-        }
-        if target == Target::Memcached && config.quiet_background {
-            leading.extend([
-                "-o".to_owned(),
-                "no_lru_crawler,no_lru_maintainer".to_owned(),
-            ]);
-        }
-        let mut last_error = None;
-        for _ in 0..3 {
-            let port = free_port()?;
-            let mut cmd = match config.wrap.split_first() {
-                Some((first, rest)) => {
-                    let mut c = Command::new(first);
-                    c.args(rest).arg(&program);
-                    c
-                }
-                None => Command::new(&program),
-            };
-            cmd.args(&leading).args(config.args(port));
-            let mut server = spawn(target, cmd, port, config.udp)?;
-            match server.wait_ready() {
-                Ok(()) => return Ok(server),
-                // Someone took the port between the check and the bind: try another.
-                Err(e) if server.log().to_ascii_lowercase().contains("in use") => {
-                    last_error = Some(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| anyhow!("no attempt made")))
+        Server::start_free(target, config.udp, |port| command(target, config, port))
     }
 
     /// Starts `target` with `config` on `port` (one that was just freed, say) and waits until
     /// it listens.
     pub fn start_on(target: Target, config: &Config, port: u16) -> Result<Server> {
-        let program = match target {
-            Target::Kcache => kcache::bin()?,
-            Target::Memcached => tools::require("memcached")?,
-        };
-        let mut cmd = Command::new(&program);
-        if target == Target::Kcache {
-            cmd.arg("serve");
-        } else if nix::unistd::geteuid().is_root() {
-            cmd.args(["-u", "root"]);
-        }
-        cmd.args(config.args(port));
-        let mut server = spawn(target, cmd, port, config.udp)?;
+        let mut server = spawn(target, command(target, config, port)?, port, config.udp)?;
         server.wait_ready()?;
         Ok(server)
     }
@@ -196,9 +149,7 @@ impl Server {
     /// listens (a router's `Target` is kcache's).
     pub fn start_router(config: &Path, threads: u32) -> Result<Server> {
         let program = kcache::bin()?;
-        let mut last_error = None;
-        for _ in 0..3 {
-            let port = free_port()?;
+        Server::start_free(Target::Kcache, false, |port| {
             let mut cmd = Command::new(&program);
             cmd.arg("route").arg("--config").arg(config).args([
                 "-p",
@@ -206,7 +157,21 @@ impl Server {
                 "-t",
                 &threads.to_string(),
             ]);
-            let mut server = spawn(Target::Kcache, cmd, port, false)?;
+            Ok(cmd)
+        })
+    }
+
+    /// Starts the command `make` gives for a free port and waits until it listens there; if
+    /// someone took the port between the check and the bind, tries another (three in all).
+    fn start_free(
+        target: Target,
+        udp: bool,
+        make: impl Fn(u16) -> Result<Command>,
+    ) -> Result<Server> {
+        let mut last_error = None;
+        for _ in 0..3 {
+            let port = free_port()?;
+            let mut server = spawn(target, make(port)?, port, udp)?;
             match server.wait_ready() {
                 Ok(()) => return Ok(server),
                 Err(e) if server.log().to_ascii_lowercase().contains("in use") => {
@@ -346,6 +311,34 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The command that runs `target` with `config` on `port`.
+fn command(target: Target, config: &Config, port: u16) -> Result<Command> {
+    let (program, mut leading) = match target {
+        Target::Kcache => (kcache::bin()?, vec!["serve".to_owned()]),
+        Target::Memcached => (tools::require("memcached")?, Vec::new()),
+    };
+    if target == Target::Memcached && nix::unistd::geteuid().is_root() {
+        // memcached refuses to run as root without `-u`.
+        leading.extend(["-u".to_owned(), "root".to_owned()]);
+    }
+    if target == Target::Memcached && config.quiet_background {
+        leading.extend([
+            "-o".to_owned(),
+            "no_lru_crawler,no_lru_maintainer".to_owned(),
+        ]);
+    }
+    let mut cmd = match config.wrap.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(&program);
+            c
+        }
+        None => Command::new(&program),
+    };
+    cmd.args(&leading).args(config.args(port));
+    Ok(cmd)
 }
 
 fn spawn(target: Target, mut cmd: Command, port: u16, udp: bool) -> Result<Server> {

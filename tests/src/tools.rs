@@ -60,6 +60,32 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// pymemcache's unittest suite (`tests/py/test_pymemcache.py`) against the server at `addr`,
+/// told it is a `target` (`kcache`, `memcached`, `route`): what it printed, and the count of its
+/// `Ran N tests` line on stderr (unittest reports there, then `OK` or `FAILED (...)`).
+pub fn pymemcache_suite(addr: std::net::SocketAddr, target: &str) -> Result<(Output, Option<u32>)> {
+    let python = python_with_pymemcache()?;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("py");
+    let out = run_bounded(
+        Command::new(&python)
+            .args(["-m", "unittest", "-v", "test_pymemcache"])
+            .current_dir(&dir)
+            .env("KCACHE_TEST_ADDR", addr.to_string())
+            .env(crate::target::TARGET_ENV, target)
+            // No stray bytecode in the source tree.
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+        Duration::from_secs(120),
+    )?;
+    let ran = out.stderr.lines().find_map(|l| {
+        l.strip_prefix("Ran ")?
+            .split_whitespace()
+            .next()?
+            .parse::<u32>()
+            .ok()
+    });
+    Ok((out, ran))
+}
+
 /// Runs `cmd` to completion, killing it and failing if it is still running after `limit`.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<Output> {
     let mut child = cmd

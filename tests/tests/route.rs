@@ -109,6 +109,33 @@ fn stat(r: &mut kcache_tests::Conn, group: &str, name: &str) -> Result<String> {
         .with_context(|| format!("no {name} in stats {group}:\n{text}"))
 }
 
+/// Runs `step` until it returns true, failing with `what()` after 5 s.
+fn within_5s(what: impl Fn() -> String, mut step: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !step()? {
+        ensure!(std::time::Instant::now() < deadline, "{}", what());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Sets `key` (on the server at `addr`, just killed) through the router until the router has
+/// marked that server hard-TKO'd; every set meanwhile must fail.
+fn until_knocked_out(r: &mut kcache_tests::Conn, key: &str, addr: &str, c: &Cluster) -> Result<()> {
+    within_5s(
+        || format!("{addr} never marked down\n{}", c.context()),
+        || {
+            let got = r.call(format!("set {key} 0 0 1\r\nb\r\n").as_bytes())?;
+            ensure!(
+                got.starts_with(b"SERVER_ERROR "),
+                "set on a killed server: {}",
+                show(&got, 200)
+            );
+            Ok(stat(r, "servers", addr)?.starts_with("hard_tko"))
+        },
+    )
+}
+
 impl Cluster {
     fn node_of(&self, key: &str) -> usize {
         self.ring.locate(KeyHash::Md5, key.as_bytes())
@@ -142,27 +169,10 @@ fn memccapable_passes_through_the_router_over_three_nodes() -> Result<()> {
 
 #[test]
 fn pymemcache_unittests_pass_through_the_router() -> Result<()> {
-    let python = tools::python_with_pymemcache()?;
     let c = cluster(Target::Kcache, true)?;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py");
-    let out = tools::run_bounded(
-        Command::new(&python)
-            .args(["-m", "unittest", "-v", "test_pymemcache"])
-            .current_dir(&dir)
-            .env("KCACHE_TEST_ADDR", c.router.addr().to_string())
-            .env(kcache_tests::target::TARGET_ENV, "route")
-            .env("PYTHONDONTWRITEBYTECODE", "1"),
-        Duration::from_secs(120),
-    )?;
-    // unittest's last lines: `Ran N tests`, then `OK (skipped=3)`: the two store-stats tests,
-    // and distinct CAS values of two keys (each server counts its own: they may be equal).
-    let ran = out.stderr.lines().find_map(|l| {
-        l.strip_prefix("Ran ")?
-            .split_whitespace()
-            .next()?
-            .parse::<u32>()
-            .ok()
-    });
+    let (out, ran) = tools::pymemcache_suite(c.router.addr(), "route")?;
+    // `OK (skipped=3)`: the two store-stats tests, and distinct CAS values of two keys (each
+    // server counts its own: they may be equal).
     ensure!(
         out.status.success() && ran.is_some_and(|n| n > 2) && out.stderr.contains("OK (skipped=3)"),
         "pymemcache through the router: exit {} after {ran:?} tests\n--- stderr\n{}{}",
@@ -522,23 +532,7 @@ fn a_killed_server_is_knocked_out_failed_fast_probed_and_back() -> Result<()> {
     ));
     // Held so no other test's server takes the port (the harness wants it free for UDP too).
     let hold = std::net::UdpSocket::bind(("127.0.0.1", port))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = r.call(format!("set {key} 0 0 1\r\nb\r\n").as_bytes())?;
-        ensure!(
-            got.starts_with(b"SERVER_ERROR "),
-            "set on a killed server: {}",
-            show(&got, 200)
-        );
-        if stat(&mut r, "servers", &addr)?.starts_with("hard_tko") {
-            break;
-        }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "{addr} never marked down\n{}",
-            c.context()
-        );
-    }
+    until_knocked_out(&mut r, key, &addr, &c)?;
     // Down: failed at once, no new connection tried, the key not moved to another server.
     let connects = stat(&mut r, "", "route_connects")?;
     let got = r.call(format!("set {key} 0 0 1\r\nc\r\n").as_bytes())?;
@@ -564,20 +558,10 @@ fn a_killed_server_is_knocked_out_failed_fast_probed_and_back() -> Result<()> {
     // Back on its port: a probe brings it back and the key is served there again.
     drop(hold);
     let back = Server::start_on(Target::Kcache, &node_config(), port)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = r.call(format!("set {key} 0 0 1\r\nd\r\n").as_bytes())?;
-        if got == b"STORED\r\n" {
-            break;
-        }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "{addr} not back 5 s after restarting: {}\n{}",
-            show(&got, 200),
-            c.context()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    within_5s(
+        || format!("{addr} not back 5 s after restarting\n{}", c.context()),
+        || Ok(r.call(format!("set {key} 0 0 1\r\nd\r\n").as_bytes())? == b"STORED\r\n"),
+    )?;
     ensure!(stat(&mut r, "servers", &addr)?.starts_with("up "));
     ensure!(stat(&mut r, "", "route_probes")?.parse::<u64>()? >= 1);
     let got = back.connect()?.call(format!("get {key}\r\n").as_bytes())?;
@@ -673,20 +657,7 @@ fn a_down_servers_keys_go_to_the_gutter_with_ttls_capped_never_to_other_primarie
     ));
     let _hold = std::net::UdpSocket::bind(("127.0.0.1", port))?;
     // Until the router has seen it die, requests fail; then they go to the gutter.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !stat(&mut r, "servers", &addr)?.starts_with("hard_tko") {
-        let got = r.call(format!("set {key} 0 0 1\r\nb\r\n").as_bytes())?;
-        ensure!(
-            got.starts_with(b"SERVER_ERROR "),
-            "before the TKO: {}",
-            show(&got, 200)
-        );
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "{addr} never marked down\n{}",
-            c.context()
-        );
-    }
+    until_knocked_out(&mut r, key, &addr, &c)?;
     // The gutter starts empty: a miss, filled by the client as usual, with its TTL capped.
     r.expect(format!("get {key}\r\n").as_bytes(), b"END\r\n")?;
     r.expect(
@@ -773,24 +744,18 @@ fn deletes_a_paused_server_missed_are_spooled_and_replayed_before_it_serves_agai
     // The server wakes up holding the old value; the probe replays the delete before it counts
     // as up, so the old value is never read through the router.
     c.nodes[home].signal(Signal::SIGCONT)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = r.call(format!("get {key}\r\n").as_bytes())?;
-        ensure!(
-            got == b"END\r\n",
-            "read {key} through the router: {}",
-            show(&got, 200)
-        );
-        if stat(&mut r, "servers", &addr)?.starts_with("up ") {
-            break;
-        }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "not back within 5 s\n{}",
-            c.context()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    within_5s(
+        || format!("not back within 5 s\n{}", c.context()),
+        || {
+            let got = r.call(format!("get {key}\r\n").as_bytes())?;
+            ensure!(
+                got == b"END\r\n",
+                "read {key} through the router: {}",
+                show(&got, 200)
+            );
+            Ok(stat(&mut r, "servers", &addr)?.starts_with("up "))
+        },
+    )?;
     let direct = c.nodes[home]
         .connect()?
         .call(format!("get {key}\r\n").as_bytes())?;

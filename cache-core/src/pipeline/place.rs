@@ -9,7 +9,11 @@
 
 use std::{fmt, sync::Arc};
 
-use super::{route::shard_of_hash, session::Core};
+use super::{
+    route::{one_key, shard_of_hash},
+    session::Core,
+};
+use crate::protocol::Request;
 
 /// A router's key placement.
 pub trait Placer: Send + Sync + fmt::Debug {
@@ -34,6 +38,17 @@ pub enum Place {
 /// No destination is "here": what [`Core::here`] says on a router.
 pub const NOWHERE: usize = usize::MAX;
 
+impl Place {
+    /// The place of `key` (hash `hash`) when keys live on `shards` shards or at a router's
+    /// destinations.
+    pub fn part_of(&self, shards: usize, key: &[u8], hash: u64) -> usize {
+        match self {
+            Place::Shards => shard_of_hash(hash, shards),
+            Place::Out(p) => p.place(key, hash),
+        }
+    }
+}
+
 impl<B, H> Core<B, H> {
     /// How many places keys are split over (shards, or a router's destinations).
     pub fn parts(&self) -> usize {
@@ -53,9 +68,23 @@ impl<B, H> Core<B, H> {
 
     /// The place of `key`, whose hash is `hash`.
     pub fn part_of(&self, key: &[u8], hash: u64) -> usize {
+        self.place.part_of(self.shards, key, hash)
+    }
+
+    /// Where a single-key request runs: `None` here, else its place (another shard, or a
+    /// router's destination). A router answers a request refused while parsing itself: it
+    /// names a key but is not to be run anywhere.
+    pub fn target(&self, req: &Request<'_>, hash: u64) -> Option<usize> {
         match &self.place {
-            Place::Shards => shard_of_hash(hash, self.shards),
-            Place::Out(p) => p.place(key, hash),
+            Place::Shards => {
+                let s = shard_of_hash(hash, self.shards);
+                (s != self.id).then_some(s)
+            }
+            Place::Out(_) if matches!(req, Request::Refused { .. }) => None,
+            Place::Out(p) => {
+                let mut scratch = [0u8; 256];
+                one_key(req, &mut scratch).map(|k| p.place(k, hash))
+            }
         }
     }
 

@@ -428,6 +428,20 @@ pub enum StoreCmd {
     Cas,
 }
 
+impl StoreCmd {
+    /// The command's name on the wire.
+    pub fn name(self) -> &'static [u8] {
+        match self {
+            StoreCmd::Set => b"set",
+            StoreCmd::Add => b"add",
+            StoreCmd::Replace => b"replace",
+            StoreCmd::Append => b"append",
+            StoreCmd::Prepend => b"prepend",
+            StoreCmd::Cas => b"cas",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Store<'a> {
     pub cmd: StoreCmd,

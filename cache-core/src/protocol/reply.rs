@@ -117,7 +117,10 @@ fn line(buf: &[u8]) -> Option<(&[u8], usize)> {
     Some((text.strip_suffix(b"\r").unwrap_or(text), nl + 1))
 }
 
-fn is_error(line: &[u8]) -> bool {
+/// Whether a reply line (without `\r\n`, or with it) is an error: `ERROR`, `CLIENT_ERROR …`,
+/// `SERVER_ERROR …`.
+pub fn is_error(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\r\n").unwrap_or(line);
     line == b"ERROR"
         || line.starts_with(b"ERROR ")
         || line.starts_with(b"CLIENT_ERROR")

@@ -1,41 +1,10 @@
 //! Input: parsing, running or sending each request, and the budget of a partial request.
 
 use super::*;
-use crate::pipeline::{
-    hazard::mutates,
-    place::Place,
-    route::{one_key, shard_of_hash},
-};
+use crate::pipeline::hazard::mutates;
 
 /// `flush_all` on a router whose configuration does not send it on.
 const FLUSH_OFF: &[u8] = b"SERVER_ERROR flush_all is disabled on this router\r\n";
-
-/// Where a single-key request runs: `None` here, else the place (another shard, or a router's
-/// destination). A router answers a request refused while parsing itself: it names a key but
-/// is not to be run anywhere.
-fn target<B, H>(core: &Core<B, H>, req: &Request<'_>, hash: u64) -> Option<usize> {
-    match &core.place {
-        Place::Shards => {
-            let s = shard_of_hash(hash, core.shards);
-            (s != core.id).then_some(s)
-        }
-        Place::Out(p) => {
-            if matches!(req, Request::Refused { .. }) {
-                return None;
-            }
-            let mut scratch = [0u8; 256];
-            one_key(req, &mut scratch).map(|k| p.place(k, hash))
-        }
-    }
-}
-
-/// [`Core::part_of`] for a borrowed place (the core's worker is borrowed meanwhile).
-fn part_of(place: &Place, shards: usize, key: &[u8], hash: u64) -> usize {
-    match place {
-        Place::Shards => shard_of_hash(hash, shards),
-        Place::Out(p) => p.place(key, hash),
-    }
-}
 
 /// What became of one parsed request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +130,7 @@ impl Session {
                 went
             }
             Route::Keys => self.keys(cx, req),
-            Route::Key(hash) => match target(cx.core, req, hash) {
+            Route::Key(hash) => match cx.core.target(req, hash) {
                 Some(to) => self.send(cx, req, raw, hash, to),
                 None => self.local(cx, req, Some(hash)),
             },
@@ -319,19 +288,15 @@ impl Session {
         let mut remote = false;
         let room = self.room(cx);
         let core = &mut *cx.core;
-        let (alone, me) = (core.alone(), core.here());
+        let (alone, me, shards) = (core.alone(), core.here(), core.shards);
         let place = &core.place;
         let mut local = keys.iter().skip(skip).map_while(|k| {
             let hash = khash(k);
-            let here = alone || part_of(place, core.shards, k, hash) == me;
+            let here = alone || place.part_of(shards, k, hash) == me;
             remote |= !here;
             here.then_some((k, hash))
         });
-        let buf = if self.queue.is_empty() {
-            &mut self.out
-        } else {
-            self.queue.tail_buf()
-        };
+        let buf = self.buf();
         let r = core.worker.read(kind, &mut local, now, room, buf);
         let at = skip + r.count;
         // Within `room` (a lease miss aside, counted all the same).

@@ -40,68 +40,52 @@ use serde::Deserialize;
 pub(crate) const EXAMPLE: &str = include_str!("route.toml");
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct RouteConfig {
-    #[serde(default = "default_listen")]
     pub(crate) listen: String,
-    #[serde(default = "default_port")]
     pub(crate) port: u16,
     /// 0 = one per core.
-    #[serde(default)]
     pub(crate) threads: usize,
-    #[serde(default = "default_max_connections")]
     pub(crate) max_connections: usize,
-    #[serde(default)]
     pub(crate) flush_all: bool,
     /// Where deletes that could not reach their server wait to be replayed (`spool.rs`).
-    #[serde(default = "default_spool_dir")]
     pub(crate) spool_dir: String,
-    #[serde(default = "default_log")]
     pub(crate) log: String,
-    #[serde(default = "default_true")]
     pub(crate) pin_threads: bool,
     pub(crate) pools: BTreeMap<String, PoolConfig>,
-    #[serde(default, rename = "route")]
+    #[serde(rename = "route")]
     pub(crate) routes: Vec<RouteRule>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum PoolKind {
+    #[default]
     Hash,
     Buckets,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct PoolConfig {
     pub(crate) kind: PoolKind,
     pub(crate) servers: Vec<String>,
     /// Key hash of a `hash` pool (twemproxy's names).
-    #[serde(default = "default_hash")]
     pub(crate) hash: String,
     /// Two characters, like `"{}"`: only the part of a key between them is hashed.
-    #[serde(default)]
     pub(crate) hash_tag: String,
     /// Bucket map file of a `buckets` pool (`kcache bucket --map` prints one).
-    #[serde(default)]
     pub(crate) map: String,
     /// Milliseconds a request waits for its server's reply.
-    #[serde(default = "default_timeout")]
     pub(crate) timeout_ms: u64,
     /// Consecutive failed requests that mark a server down (soft TKO; `health.rs`).
-    #[serde(default = "default_tko_timeouts")]
     pub(crate) tko_timeouts: u32,
     /// Milliseconds from a server going down to its first probe, and the most between probes.
-    #[serde(default = "default_probe")]
     pub(crate) probe_ms: u64,
-    #[serde(default = "default_probe_max")]
     pub(crate) probe_max_ms: u64,
     /// Pool that serves this pool's keys while their server is down (`gutter.rs`).
-    #[serde(default)]
     pub(crate) gutter: String,
     /// Seconds at most a write sent to the gutter lives.
-    #[serde(default = "default_gutter_ttl")]
     pub(crate) gutter_ttl: i32,
 }
 
@@ -112,41 +96,39 @@ pub(crate) struct RouteRule {
     pub(crate) pool: String,
 }
 
-fn default_listen() -> String {
-    "127.0.0.1".into()
+impl Default for RouteConfig {
+    fn default() -> Self {
+        RouteConfig {
+            listen: "127.0.0.1".into(),
+            port: 22122,
+            threads: 0,
+            max_connections: 4096,
+            flush_all: false,
+            spool_dir: "/var/tmp/kcache-route-spool".into(),
+            log: "info".into(),
+            pin_threads: true,
+            pools: BTreeMap::new(),
+            routes: Vec::new(),
+        }
+    }
 }
-fn default_port() -> u16 {
-    22122
-}
-fn default_max_connections() -> usize {
-    4096
-}
-fn default_log() -> String {
-    "info".into()
-}
-fn default_true() -> bool {
-    true
-}
-fn default_hash() -> String {
-    "fnv1a_64".into()
-}
-fn default_timeout() -> u64 {
-    1000
-}
-fn default_spool_dir() -> String {
-    "/var/tmp/kcache-route-spool".into()
-}
-fn default_gutter_ttl() -> i32 {
-    10
-}
-fn default_tko_timeouts() -> u32 {
-    3
-}
-fn default_probe() -> u64 {
-    1000
-}
-fn default_probe_max() -> u64 {
-    60_000
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            kind: PoolKind::Hash,
+            servers: Vec::new(),
+            hash: "fnv1a_64".into(),
+            hash_tag: String::new(),
+            map: String::new(),
+            timeout_ms: 1000,
+            tko_timeouts: 3,
+            probe_ms: 1000,
+            probe_max_ms: 60_000,
+            gutter: String::new(),
+            gutter_ttl: 10,
+        }
+    }
 }
 
 /// One server of a pool, as written.

@@ -32,16 +32,8 @@ pub(crate) fn rewrite(req: &Request<'_>, cap: i32, now: u32) -> Option<Vec<u8>> 
     let mut out = Vec::new();
     match req {
         Request::Store(s) => {
-            let cmd: &[u8] = match s.cmd {
-                StoreCmd::Set => b"set",
-                StoreCmd::Add => b"add",
-                StoreCmd::Replace => b"replace",
-                StoreCmd::Append => b"append",
-                StoreCmd::Prepend => b"prepend",
-                StoreCmd::Cas => b"cas",
-            };
             let ttl = capped_ttl(i64::from(s.exptime), cap, now);
-            out.extend_from_slice(cmd);
+            out.extend_from_slice(s.cmd.name());
             out.push(b' ');
             out.extend_from_slice(s.key);
             let mut line = format!(" {} {ttl} {}", s.flags, s.value.len());

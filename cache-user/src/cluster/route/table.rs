@@ -53,8 +53,8 @@ pub(crate) struct Pool {
     first: usize,
     servers: usize,
     how: How,
-    /// The gutter pool's name and the TTL cap of writes sent there.
-    gutter: Option<(String, i32)>,
+    /// The gutter pool (its index) and the TTL cap of writes sent there.
+    gutter: Option<(usize, i32)>,
 }
 
 #[derive(Debug)]
@@ -129,7 +129,8 @@ impl RouteTable {
                 first,
                 servers: specs.len(),
                 how,
-                gutter: (!p.gutter.is_empty()).then(|| (p.gutter.clone(), p.gutter_ttl)),
+                // Resolved once every pool is known (below).
+                gutter: None,
             });
         }
         anyhow::ensure!(
@@ -137,6 +138,12 @@ impl RouteTable {
             "{} servers: a router sends to fewer than 65534",
             dests.len()
         );
+        for (name, p) in cfg.pools.iter().filter(|(_, p)| !p.gutter.is_empty()) {
+            let g = pools.iter().position(|x| x.name == p.gutter);
+            if let (Some(pool), Some(g)) = (pools.iter_mut().find(|x| &x.name == name), g) {
+                pool.gutter = Some((g, p.gutter_ttl));
+            }
+        }
         let mut routes: Vec<(Vec<u8>, usize)> = cfg
             .routes
             .iter()
@@ -185,9 +192,9 @@ impl RouteTable {
     /// gutter pool, and the TTL cap; `None` without a gutter.
     pub(crate) fn gutter_of(&self, d: usize, key: &[u8], hash: u64) -> Option<(usize, i32)> {
         let pool = self.pools.get(self.dests.get(d)?.pool)?;
-        let (name, ttl) = pool.gutter.as_ref()?;
-        let g = self.pools.iter().find(|p| &p.name == name)?;
-        Some((g.first + g.server(key, hash)?, *ttl))
+        let (g, ttl) = pool.gutter?;
+        let g = self.pools.get(g)?;
+        Some((g.first + g.server(key, hash)?, ttl))
     }
 
     /// Whether destination `d` is in a bucket-map pool (its refusals are worth a retry).

@@ -14,7 +14,7 @@ impl Id {
         u64::from(self.idx) | u64::from(self.gen) << 32
     }
 
-    pub(crate) fn from_token(t: u64) -> Id {
+    pub(crate) const fn from_token(t: u64) -> Id {
         Id {
             idx: t as u32,
             gen: (t >> 32) as u32,

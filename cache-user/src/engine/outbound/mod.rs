@@ -35,20 +35,10 @@ const RECV_CHUNK: usize = 16 << 10;
 
 /// An outbound operation in flight, owning what the kernel touches.
 #[derive(Debug)]
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the router (issue 11) opens outbound connections; a cache node does not yet"
-    )
-)]
 pub(crate) enum OutOp {
     Connect {
         out: OutId,
-        #[cfg_attr(
-            test,
-            expect(dead_code, reason = "owned for the kernel until connected")
-        )]
+        #[expect(dead_code, reason = "owned for the kernel until connected")]
         addr: Box<SockaddrStorage>,
     },
     Send {
@@ -121,13 +111,6 @@ pub(crate) struct Outbounds {
     dirty: Vec<OutId>,
 }
 
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the router (issue 11) opens outbound connections; a cache node does not yet"
-    )
-)]
 impl Outbounds {
     /// Starts connecting to `addr`; requests may be sent at once (they go out once connected).
     /// Every request then has `timeout` to be answered.
@@ -399,6 +382,8 @@ impl Outbounds {
         std::mem::take(&mut self.events)
     }
 
+    /// Whether every connection is freed (the tests check that closing frees them).
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.outs.is_empty()
     }

@@ -160,6 +160,24 @@ impl Forward {
         self.next += 1;
         self.next
     }
+
+    /// A token for a reply awaited from `dest`, remembered with what it is for.
+    fn expect(&mut self, conn: ConnId, ticket: Ticket, dest: usize, what: What) -> u64 {
+        let token = self.token();
+        self.remember(token, conn, ticket, dest, what);
+        token
+    }
+
+    /// Remembers what the reply awaited for `token` from `dest` is for.
+    fn remember(&mut self, token: u64, conn: ConnId, ticket: Ticket, dest: usize, what: What) {
+        let p = Pending {
+            conn,
+            ticket,
+            dest,
+            what,
+        };
+        self.pending.insert(token, p);
+    }
 }
 
 /// The text of a multiget of `keys` of `part`.
@@ -207,10 +225,6 @@ mod replies;
 mod send;
 
 impl Shard {
-    fn fwd(&mut self) -> Option<&mut Forward> {
-        self.router.as_mut()
-    }
-
     /// This shard's connection to destination `d`, opened if there is none.
     pub(super) fn out_to(&mut self, d: usize) -> Result<OutId, String> {
         let Some(f) = self.router.as_mut() else {
@@ -261,18 +275,13 @@ impl Shard {
     }
 }
 
-/// Whether a reply is an error line (a replayed delete it does not count as done).
-pub(super) fn is_error_line(b: &[u8]) -> bool {
-    b.starts_with(b"ERROR") || b.starts_with(b"CLIENT_ERROR") || b.starts_with(b"SERVER_ERROR")
-}
-
 /// Keys of `part` from `from` sent in one go.
 pub(super) fn chunk(part: &Part, from: u32) -> usize {
     (part.keys.len() - from as usize).min(CHUNK_KEYS)
 }
 
 /// Every key of a chunk a miss.
-pub(super) fn miss_all(_part: &Part, from: u32, n: usize) -> Answer {
+pub(super) fn miss_all(from: u32, n: usize) -> Answer {
     Answer::Keys {
         bytes: Vec::new(),
         ends: vec![0; n],

@@ -3,9 +3,16 @@
 
 use std::{sync::Arc, time::Instant};
 
-use cache_core::{pipeline::Ticket, protocol::reply::Expect};
+use cache_core::{
+    pipeline::Ticket,
+    protocol::reply::{is_error, Expect},
+};
 
 use super::*;
+
+/// The client and ticket of work the router does for itself (probes, replays).
+const NO_CLIENT: ConnId = ConnId::from_token(u64::MAX);
+const NO_TICKET: Ticket = Ticket { seq: 0, part: 0 };
 
 impl Shard {
     /// Spools `entry` (a delete) for destination `d`.
@@ -56,23 +63,23 @@ impl Shard {
             let Some(f) = self.router.as_mut() else {
                 return;
             };
-            let token = f.token();
             let expect = if entry.starts_with(b"md ") {
                 Expect::Meta
             } else {
                 Expect::Line
             };
+            let token = f.token();
             self.outbound.send(out, &entry, Some(expect), token, now);
             let Some(f) = self.router.as_mut() else {
                 return;
             };
-            let pending = Pending {
-                conn: ConnId::from_token(u64::MAX),
-                ticket: Ticket { seq: 0, part: 0 },
-                dest: d,
-                what: What::Replay { group, entry },
-            };
-            f.pending.insert(token, pending);
+            f.remember(
+                token,
+                NO_CLIENT,
+                NO_TICKET,
+                d,
+                What::Replay { group, entry },
+            );
         }
     }
 
@@ -90,7 +97,7 @@ impl Shard {
         let Some(w) = f.replays.get_mut(&group) else {
             return;
         };
-        let took = matches!(reply, Ok(b) if !is_error_line(b));
+        let took = matches!(reply, Ok(b) if !is_error(b));
         if took {
             f.counters.replayed += 1;
         } else {
@@ -138,14 +145,7 @@ impl Shard {
                 return;
             };
             f.counters.probes += 1;
-            let token = f.token();
-            let pending = Pending {
-                conn: ConnId::from_token(u64::MAX),
-                ticket: Ticket { seq: 0, part: 0 },
-                dest: d,
-                what: What::Probe { out },
-            };
-            f.pending.insert(token, pending);
+            let token = f.expect(NO_CLIENT, NO_TICKET, d, What::Probe { out });
             let (bytes, expect) = (b"version\r\n", Some(Expect::Line));
             self.outbound
                 .send(out, bytes, expect, token, Instant::now());

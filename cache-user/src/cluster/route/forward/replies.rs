@@ -230,8 +230,12 @@ pub(super) fn assemble(g: &Gather) -> (Answer, u64) {
         }
     } else {
         let n = chunk(&g.part, g.from);
-        let reply = g.replies.first().cloned().flatten().unwrap_or_default();
-        let blocks = values(&reply).unwrap_or_else(|| {
+        let reply = g
+            .replies
+            .first()
+            .and_then(|r| r.as_deref())
+            .unwrap_or_default();
+        let blocks = values(reply).unwrap_or_else(|| {
             errors = n as u64;
             Vec::new()
         });
